@@ -1,0 +1,178 @@
+package auth
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+var secret = []byte("test-secret")
+
+func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func graceClaims(exp time.Duration) jwt.MapClaims {
+	now := time.Now()
+	return jwt.MapClaims{"id": 7, "username": "alice", "role": "admin", "memberId": nil,
+		"iat": now.Unix(), "exp": now.Add(exp).Unix()}
+}
+
+func TestVerifyHS256(t *testing.T) {
+	v, err := NewVerifier(Config{Secret: secret, Leeway: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noneToken := func() string {
+		h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
+		p := base64.RawURLEncoding.EncodeToString([]byte(`{"id":1,"username":"x","role":"super_admin"}`))
+		return h + "." + p + "."
+	}()
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	cases := []struct {
+		name    string
+		token   string
+		wantErr error
+	}{
+		{"valid", sign(t, jwt.SigningMethodHS256, secret, graceClaims(time.Hour)), nil},
+		{"empty", "", ErrNoToken},
+		{"blank", "   ", ErrNoToken},
+		{"garbage", "not.a.token", ErrInvalidToken},
+		{"wrong secret", sign(t, jwt.SigningMethodHS256, []byte("other"), graceClaims(time.Hour)), ErrInvalidToken},
+		{"expired", sign(t, jwt.SigningMethodHS256, secret, graceClaims(-time.Minute)), ErrInvalidToken},
+		{"alg none", noneToken, ErrInvalidToken},
+		{"HS512 with the same secret", sign(t, jwt.SigningMethodHS512, secret, graceClaims(time.Hour)), ErrInvalidToken},
+		{"RS256 when HS256 configured", sign(t, jwt.SigningMethodRS256, rsaKey, graceClaims(time.Hour)), ErrInvalidToken},
+		{"not yet valid", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"id": 1, "nbf": time.Now().Add(time.Hour).Unix()}), ErrInvalidToken},
+		{"no id nor sub", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"username": "x"}), ErrInvalidToken},
+		{"id of wrong type", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"id": []int{1}}), ErrInvalidToken},
+		{"fractional id", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"id": 1.5}), ErrInvalidToken},
+		{"role of wrong type", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"id": 1, "role": 3}), ErrInvalidToken},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := v.Verify(tc.token)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Verify: %v", err)
+				}
+				if string(id.ID) != "7" || id.IDString != "7" || id.Username != "alice" || id.Role != "admin" || id.MemberID != "" {
+					t.Fatalf("identity = %+v", id)
+				}
+				if id.ExpiresAt.IsZero() {
+					t.Fatal("ExpiresAt not set")
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestErrorMessagesMatchContract(t *testing.T) {
+	v, _ := NewVerifier(Config{Secret: secret})
+	_, err := v.Verify("")
+	if err.Error() != "Authentication error: No token provided" {
+		t.Fatalf("no token message = %q", err)
+	}
+	_, err = v.Verify("x")
+	if !errors.Is(err, ErrInvalidToken) || ErrInvalidToken.Error() != "Authentication error: Invalid token" {
+		t.Fatalf("invalid token: %v", err)
+	}
+}
+
+func TestLeewayAcceptsSmallSkew(t *testing.T) {
+	v, _ := NewVerifier(Config{Secret: secret, Leeway: time.Minute})
+	if _, err := v.Verify(sign(t, jwt.SigningMethodHS256, secret, graceClaims(-10*time.Second))); err != nil {
+		t.Fatalf("token 10s past exp within 1m leeway: %v", err)
+	}
+}
+
+func TestSubAndStringIDs(t *testing.T) {
+	v, _ := NewVerifier(Config{Secret: secret})
+	id, err := v.Verify(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "u-1", "memberId": "m-9"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(id.ID) != `"u-1"` || id.IDString != "u-1" || id.MemberID != "m-9" || !id.ExpiresAt.IsZero() {
+		t.Fatalf("identity = %+v", id)
+	}
+}
+
+func TestPublicKeyAlgorithms(t *testing.T) {
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pemOf := func(pub any) []byte {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}
+	cases := []struct {
+		alg    string
+		method jwt.SigningMethod
+		priv   any
+		pub    []byte
+	}{
+		{"RS256", jwt.SigningMethodRS256, rsaKey, pemOf(&rsaKey.PublicKey)},
+		{"ES256", jwt.SigningMethodES256, ecKey, pemOf(&ecKey.PublicKey)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.alg, func(t *testing.T) {
+			v, err := NewVerifier(Config{Algorithm: tc.alg, PublicKeyPEM: tc.pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := v.Verify(sign(t, tc.method, tc.priv, graceClaims(time.Hour))); err != nil {
+				t.Fatalf("valid %s token: %v", tc.alg, err)
+			}
+			// The HMAC-with-public-key confusion: sign HS256 using the PEM bytes as the secret.
+			if _, err := v.Verify(sign(t, jwt.SigningMethodHS256, tc.pub, graceClaims(time.Hour))); !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("HS256 signed with the public key accepted: %v", err)
+			}
+		})
+	}
+}
+
+func TestNewVerifierRejectsBadConfig(t *testing.T) {
+	for _, cfg := range []Config{{}, {Algorithm: "RS256", PublicKeyPEM: []byte("nope")}, {Algorithm: "none", Secret: secret}} {
+		if _, err := NewVerifier(cfg); err == nil {
+			t.Errorf("NewVerifier(%+v) accepted", cfg)
+		}
+	}
+}
+
+func TestFromHandshake(t *testing.T) {
+	cases := []struct {
+		auth, header, want string
+	}{
+		{`{"token":"abc"}`, "", "abc"},
+		{`{"token":""}`, "Bearer hdr", "hdr"},
+		{`{"token":5}`, "", ""},
+		{``, "Bearer  xyz ", "xyz"},
+		{`null`, "Basic foo", ""},
+		{`[1]`, "", ""},
+	}
+	for _, tc := range cases {
+		if got := FromHandshake([]byte(tc.auth), tc.header); got != tc.want {
+			t.Errorf("FromHandshake(%q, %q) = %q, want %q", tc.auth, tc.header, got, tc.want)
+		}
+	}
+}

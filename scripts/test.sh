@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every walcast test on a fresh Debian machine, installing what is missing:
+# PostgreSQL 15 (initdb/pg_ctl), redis-server, Node.js + npm, the e2e npm
+# packages and staticcheck. Then: go vet, staticcheck, go test -race ./...
+#
+# Usage: scripts/test.sh [extra go test args, e.g. -run TestX]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+export PATH="/usr/local/go/bin:$PATH:$(go env GOPATH 2>/dev/null || echo /root/go)/bin"
+command -v go >/dev/null || { echo "Go is required (https://go.dev/dl), 1.26 or newer" >&2; exit 1; }
+
+need_pkgs=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need_pkgs+=(postgresql)
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v node >/dev/null || need_pkgs+=(nodejs)
+command -v npm >/dev/null || need_pkgs+=(npm)
+command -v useradd >/dev/null || need_pkgs+=(passwd)
+if ((${#need_pkgs[@]})); then
+	log "installing Debian packages: ${need_pkgs[*]}"
+	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+# Debian starts the packaged services on install; the tests start their own.
+if command -v systemctl >/dev/null 2>&1; then
+	systemctl stop redis-server postgresql >/dev/null 2>&1 || true
+fi
+
+for dir in e2e; do
+	if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
+		log "npm ci in $dir"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+done
+
+if ! command -v staticcheck >/dev/null; then
+	log "installing staticcheck"
+	GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+
+log "go vet"
+go vet ./...
+log "staticcheck"
+staticcheck ./...
+log "go test -race"
+go test -race -count=1 -timeout 45m "$@" ./...

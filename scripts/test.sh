@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every walcast test on a fresh Debian machine, installing what is missing:
-# PostgreSQL 15 (initdb/pg_ctl), redis-server, Node.js + npm, the e2e npm
-# packages and staticcheck. Then: go vet, staticcheck, go test -race ./...
+# PostgreSQL 15 (initdb/pg_ctl), redis-server, Node.js + npm, Chromium (one
+# browser test), the npm packages of every folder with a package-lock.json,
+# and staticcheck. Then: go vet, staticcheck, go test -race ./...
 #
 # Usage: scripts/test.sh [extra go test args, e.g. -run TestX]
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
 command -v useradd >/dev/null || need_pkgs+=(passwd)
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if ((${#need_pkgs[@]})); then
 	log "installing Debian packages: ${need_pkgs[*]}"
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -29,12 +31,14 @@ if command -v systemctl >/dev/null 2>&1; then
 	systemctl stop redis-server postgresql >/dev/null 2>&1 || true
 fi
 
-for dir in e2e; do
-	if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
+# Every folder with a lockfile: the e2e client, the browser test, the benchmarks.
+while IFS= read -r lock; do
+	dir=$(dirname "$lock")
+	if [ ! -d "$dir/node_modules" ] || [ "$lock" -nt "$dir/node_modules" ]; then
 		log "npm ci in $dir"
 		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 	fi
-done
+done < <(find . -name package-lock.json -not -path '*/node_modules/*' | sort)
 
 if ! command -v staticcheck >/dev/null; then
 	log "installing staticcheck"

@@ -28,12 +28,17 @@ const (
 	MsgInvalidToken = "Authentication error: Invalid token"
 )
 
+// contractError is an error whose text clients match on, capitals included.
+type contractError string
+
+func (e contractError) Error() string { return string(e) }
+
 var (
 	// ErrNoToken: the handshake carried no token or an empty one.
-	ErrNoToken = errors.New(MsgNoToken)
+	ErrNoToken error = contractError(MsgNoToken)
 	// ErrInvalidToken: anything else wrong with the token. Errors returned
 	// by Verify wrap it together with the cause.
-	ErrInvalidToken = errors.New(MsgInvalidToken)
+	ErrInvalidToken error = contractError(MsgInvalidToken)
 )
 
 // Identity is who a verified token speaks for.

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/walcast/walcast/internal/pgtest"
+	"github.com/walcast/walcast/sql"
+)
+
+// demo runs walcast against a throwaway PostgreSQL holding the example
+// schema, prints tokens and the URL, and writes sample changes so a newcomer
+// sees events flow. Everything is deleted on exit.
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("walcast demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen address")
+	every := fs.Duration("every", 3*time.Second, "how often to write a sample change (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "starting a throwaway PostgreSQL (wal_level=logical)...")
+	pg, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL (is the postgresql package installed?): %w", err)
+	}
+	defer pg.Close()
+	if err := pg.CreateDatabase(ctx, "gracegiver"); err != nil {
+		return err
+	}
+	dsn := pg.ConnString("gracegiver")
+	if err := execSQL(ctx, dsn, sql.GraceGiverSchema+demoSeed); err != nil {
+		return fmt.Errorf("load example schema: %w", err)
+	}
+	secretBytes := make([]byte, 16)
+	_, _ = rand.Read(secretBytes)
+	secret := hex.EncodeToString(secretBytes)
+	admin, _ := signToken([]byte(secret), "1", "admin", "super_admin", "", 24*time.Hour)
+	viewer, _ := signToken([]byte(secret), "2", "ann", "viewer", "m-ann", 24*time.Hour)
+
+	cfg, err := parseServe([]string{"--listen", *listen, "--cors-origins", "*"}, []string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret}, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	srv, err := newServer(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *listen, err)
+	}
+	url := "http://" + ln.Addr().String()
+	fmt.Fprintf(stdout, `
+walcast demo is up.
+  Socket.IO URL:  %s   (path /socket.io/)
+  DATABASE_URL:   %s
+  JWT_SECRET:     %s
+  admin token:    %s
+  viewer token:   %s   (member m-ann: sees only her own donations)
+
+Watch events (needs Node.js; 'npm ci --prefix e2e' once):
+  node scripts/watch.mjs %s %s
+
+In a browser app:
+  io(%q, { auth: { token: "<token>" } }).on("donation:update", console.log)
+
+Sample changes are written every %s. Ctrl-C stops and deletes everything.
+`, url, dsn, secret, admin, viewer, url, admin, url, *every)
+	if *every > 0 {
+		go writeSamples(ctx, dsn, *every, log.Info)
+	}
+	return srv.run(ctx, ln)
+}
+
+const demoSeed = `
+INSERT INTO settings (name, address, phone, email, tax_id)
+VALUES ('Grace Church', '1 Main St', '555-0100', 'office@grace.example', '12-3456789')
+ON CONFLICT DO NOTHING;
+INSERT INTO members (id, first_name, last_name, email) VALUES ('m-ann', 'Ann', 'Lee', 'ann@example.org')
+ON CONFLICT DO NOTHING;
+INSERT INTO users (username, password_hash, role, member_id) VALUES ('admin', 'x', 'super_admin', NULL), ('ann', 'x', 'viewer', 'm-ann')
+ON CONFLICT DO NOTHING;
+`
+
+// writeSamples cycles through the kinds of change GraceGiver makes.
+func writeSamples(ctx context.Context, dsn string, every time.Duration, logf func(string, ...any)) {
+	steps := []string{
+		`INSERT INTO donations (member_id, amount, fund, notes, entered_by) VALUES ('m-ann', 100.00, 'Tithes', 'Sunday tithe', 'admin')`,
+		`INSERT INTO members (id, first_name, last_name, skills) VALUES ('m-' || substr(md5(random()::text), 1, 8), 'Sam', 'Park', '{music,teaching}')`,
+		`UPDATE donations SET amount = amount + 5 WHERE id = (SELECT max(id) FROM donations)`,
+		`UPDATE settings SET phone = '555-' || (1000 + floor(random() * 9000))::int`,
+		`INSERT INTO donations (member_id, amount, fund, entered_by) VALUES (NULL, 20.00, 'Missions', 'admin')`,
+		`DELETE FROM donations WHERE id = (SELECT min(id) FROM donations)`,
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		stmt := steps[i%len(steps)]
+		if err := execSQL(ctx, dsn, stmt); err != nil && !errors.Is(err, context.Canceled) {
+			logf("demo write failed", "err", err)
+			continue
+		}
+		logf("demo wrote", "sql", stmt)
+	}
+}
+
+func execSQL(ctx context.Context, dsn, sqlText string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sqlText)
+	return err
+}

@@ -1,0 +1,80 @@
+// Command walcast turns committed PostgreSQL row changes into Socket.IO
+// events for browsers and serves record locks over the same sockets.
+//
+//	walcast serve      run the service (DATABASE_URL, JWT_SECRET, ...)
+//	walcast demo       run it against a throwaway PostgreSQL with sample data
+//	walcast teardown   drop the replication slot and publication walcast made
+//	walcast token      mint an HS256 token for development
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `walcast: PostgreSQL row changes as Socket.IO events.
+
+usage:
+  walcast serve [flags]      run the service (see 'walcast serve -h')
+  walcast demo [flags]       run against a throwaway PostgreSQL with sample changes
+  walcast teardown [flags]   drop walcast's replication slot and publication
+  walcast token [flags]      print an HS256 token for development
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "walcast:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		cfg, err := parseServe(args[1:], env, stderr)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, stderr)
+	case "demo":
+		return demo(ctx, args[1:], stdout, stderr)
+	case "teardown":
+		return teardown(ctx, args[1:], env, stdout, stderr)
+	case "token":
+		return token(args[1:], env, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func serve(ctx context.Context, cfg *settings, logOut io.Writer) error {
+	log := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
+	srv, err := newServer(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	return srv.run(ctx, ln)
+}

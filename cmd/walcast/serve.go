@@ -1,0 +1,536 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/walcast/walcast/broadcast"
+	"github.com/walcast/walcast/broadcast/auth"
+	"github.com/walcast/walcast/broadcast/engineio"
+	"github.com/walcast/walcast/broadcast/socketio"
+	"github.com/walcast/walcast/cdc"
+	"github.com/walcast/walcast/locks"
+	"github.com/walcast/walcast/route"
+)
+
+// Reserved room prefixes: rooms walcast puts sockets in from their token.
+// join_room refuses them so a viewer cannot listen in on role:admin.
+var reservedRoomPrefixes = []string{"user:", "role:", "member:"}
+
+// Event names walcast adds to the contract.
+const (
+	eventTokenExpiring = "auth:expiring" // {expiresAt}: the token expires soon; the socket is disconnected then
+	eventJoinRoom      = "join_room"
+	eventLeaveRoom     = "leave_room"
+)
+
+// server is one running `walcast serve`.
+type server struct {
+	cfg      *settings
+	log      *slog.Logger
+	verifier *auth.Verifier
+	router   *route.Router
+	hub      *broadcast.Hub
+	ns       *socketio.Namespace
+	reader   *cdc.Reader
+	locks    *locks.Service
+	http     *http.Server
+	listener net.Listener
+	stopping chan struct{}
+}
+
+// socketState is what walcast keeps per socket.
+type socketState struct {
+	id     *auth.Identity
+	lock   *locks.Session
+	timers []*time.Timer
+}
+
+// newServer prepares everything that can fail before anything is served:
+// settings, routing against the live schema, the publication and the slot.
+func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, error) {
+	rcfg := route.GraceGiver()
+	if cfg.ConfigFile != "" {
+		var err error
+		if rcfg, err = route.LoadFile(cfg.ConfigFile); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkSchema(ctx, cfg.DatabaseURL, &rcfg, log); err != nil {
+		return nil, err
+	}
+	router, err := route.New(rcfg, log)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := newVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cdcCfg := cdc.Config{
+		ConnString:   cfg.DatabaseURL,
+		Publication:  cfg.Publication,
+		Slot:         cfg.Slot,
+		Tables:       rcfg.TableSpecs(),
+		RecreateSlot: cfg.RecreateSlot,
+		Logger:       log,
+	}
+	res, err := cdc.Setup(ctx, cdcCfg)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("database ready", "publication", cfg.Publication, "publication_created", res.PublicationCreated,
+		"slot", cfg.Slot, "slot_created", res.SlotCreated, "resync_pending", res.ResyncPending, "server_version", res.ServerVersion)
+
+	s := &server{cfg: cfg, log: log, verifier: verifier, router: router, stopping: make(chan struct{})}
+	s.hub = broadcast.New(broadcast.Config{
+		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: log},
+		Logger:   log,
+	})
+	s.ns = s.hub.Namespace("/")
+	store, err := newLockStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.locks, err = locks.NewService(store, locks.NotifierFunc(s.announceLock), locks.Config{
+		Renew:               cfg.LockRenew,
+		ReleaseOnDisconnect: cfg.LockReleaseOnDC,
+		Logger:              log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.reader = cdc.NewReader(cdcCfg)
+	s.ns.Use(s.refuseWhenStandby)
+	s.ns.Use(s.authenticate)
+	s.ns.OnConnection(s.onConnect)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle(cfg.Path, s.hub.Handler())
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return s, nil
+}
+
+func newVerifier(cfg *settings) (*auth.Verifier, error) {
+	vc := auth.Config{Algorithm: cfg.JWTAlgorithm, Secret: []byte(cfg.JWTSecret)}
+	if cfg.JWTPublicKey != "" {
+		pem, err := os.ReadFile(cfg.JWTPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key: %w", err)
+		}
+		vc.Secret, vc.PublicKeyPEM = nil, pem
+	}
+	return auth.NewVerifier(vc)
+}
+
+func newLockStore(cfg *settings) (locks.Store, error) {
+	if cfg.RedisURL == "" {
+		return locks.NewMemoryStore(cfg.LockTTL), nil
+	}
+	rdb, err := locks.NewRedisClient(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	return locks.NewRedisStore(rdb, cfg.LockTTL), nil
+}
+
+// run serves until ctx ends, then shuts down: stop accepting, let the
+// reader finish and confirm what was delivered, close the sockets.
+func (s *server) run(ctx context.Context, ln net.Listener) error {
+	s.listener = ln
+	readerCtx, stopReader := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReader()
+	var wg sync.WaitGroup
+	readerErr := make(chan error, 1)
+	wg.Go(func() { readerErr <- s.reader.Run(readerCtx, &changeConsumer{s: s}) })
+	locksCtx, stopLocks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLocks()
+	wg.Go(func() {
+		if err := s.locks.Run(locksCtx); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("lock sweeper stopped", "err", err)
+		}
+	})
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- s.http.Serve(ln) }()
+	s.log.Info("serving", "addr", ln.Addr().String(), "path", s.cfg.Path)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+	case err := <-readerErr:
+		if err != nil {
+			runErr = fmt.Errorf("replication reader: %w", err)
+		}
+		readerErr <- nil // Run has returned; let the wait below pass
+	case err := <-httpErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	close(s.stopping)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.http.Shutdown(shutdownCtx) // stops accepting; hijacked websockets stay until hub.Close
+	stopReader()
+	if err := <-readerErr; err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
+		runErr = fmt.Errorf("replication reader: %w", err)
+	}
+	stopLocks()
+	s.hub.Close()
+	wg.Wait()
+	return runErr
+}
+
+func (s *server) ready() (bool, string) {
+	select {
+	case <-s.stopping:
+		return false, "shutting down"
+	default:
+	}
+	st := s.reader.Status()
+	switch st.State {
+	case cdc.StateLeader:
+		return true, "reading the replication slot"
+	case cdc.StateStandby:
+		return false, "standby: another instance reads the replication slot and REDIS_URL does not carry its events here"
+	default:
+		msg := "replication " + st.State.String()
+		if st.LastError != nil {
+			msg += ": " + st.LastError.Error()
+		}
+		return false, msg
+	}
+}
+
+func (s *server) readyz(w http.ResponseWriter, _ *http.Request) {
+	ok, why := s.ready()
+	w.Header().Set("Content-Type", "application/json")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	st := s.reader.Status()
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"ready": ok, "reason": why, "reader": st.State.String(),
+		"confirmed_lsn": st.Confirmed.String(), "seconds_since_last_accepted": st.SinceLastAccepted.Seconds(),
+		"sockets": s.ns.Len(),
+	})
+}
+
+// refuseWhenStandby: without Redis a standby instance's sockets would get no
+// events and its locks would not be shared, so it refuses them clearly.
+func (s *server) refuseWhenStandby(*socketio.Socket) error {
+	if s.cfg.RedisURL == "" && s.reader.State() == cdc.StateStandby {
+		return &socketio.ConnectError{Message: "Service unavailable: this walcast instance is standby (another instance reads the replication slot and REDIS_URL is not set)"}
+	}
+	return nil
+}
+
+func (s *server) authenticate(sock *socketio.Socket) error {
+	hs := sock.Handshake()
+	id, err := s.verifier.Verify(auth.FromHandshake(hs.Auth, hs.Header.Get("Authorization")))
+	if err != nil {
+		s.log.Debug("socket refused", "remote", hs.RemoteAddr, "err", err)
+		if errors.Is(err, auth.ErrNoToken) {
+			return &socketio.ConnectError{Message: auth.MsgNoToken}
+		}
+		return &socketio.ConnectError{Message: auth.MsgInvalidToken}
+	}
+	caller, err := callerOf(id)
+	if err != nil {
+		return &socketio.ConnectError{Message: auth.MsgInvalidToken}
+	}
+	sock.SetData(&socketState{id: id, lock: s.locks.Connect(sock.ID(), caller)})
+	return nil
+}
+
+func callerOf(id *auth.Identity) (locks.Caller, error) {
+	var claim any
+	if err := json.Unmarshal(id.ID, &claim); err != nil {
+		return locks.Caller{}, err
+	}
+	if n, ok := claim.(float64); ok {
+		claim = int64(n)
+	}
+	uid, err := locks.UserIDFromClaim(claim)
+	if err != nil {
+		return locks.Caller{}, err
+	}
+	return locks.Caller{UserID: uid, Username: id.Username, Role: id.Role, MemberID: id.MemberID}, nil
+}
+
+func stateOf(sock *socketio.Socket) *socketState {
+	st, _ := sock.Data().(*socketState)
+	return st
+}
+
+func (s *server) onConnect(sock *socketio.Socket) {
+	st := stateOf(sock)
+	id := st.id
+	rooms := []string{"user:" + id.IDString}
+	if id.Role != "" {
+		rooms = append(rooms, "role:"+id.Role)
+	}
+	if id.MemberID != "" {
+		rooms = append(rooms, "member:"+id.MemberID)
+	}
+	sock.Join(rooms...)
+	s.scheduleExpiry(sock, st)
+	sock.OnDisconnect(func(string) {
+		for _, t := range st.timers {
+			t.Stop()
+		}
+		st.lock.Disconnect()
+	})
+	sock.On(eventJoinRoom, s.joinRoom)
+	sock.On(eventLeaveRoom, s.leaveRoom)
+	sock.On("lock:acquire", func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
+		payload := firstArg(args)
+		go func() { _ = ack(st.lock.Acquire(context.Background(), payload)) }()
+	})
+	sock.On("lock:release", func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
+		payload := firstArg(args)
+		go func() { _ = ack(st.lock.Release(context.Background(), payload)) }()
+	})
+	sock.On("lock:check", func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
+		payload := firstArg(args)
+		go func() { _ = ack(st.lock.Check(context.Background(), payload)) }()
+	})
+}
+
+func firstArg(args socketio.Args) json.RawMessage {
+	if args.Len() == 0 {
+		return nil
+	}
+	return args.JSON[0]
+}
+
+// scheduleExpiry warns a socket shortly before its token expires and
+// disconnects it then: the original served expired tokens for as long as
+// the socket stayed up.
+func (s *server) scheduleExpiry(sock *socketio.Socket, st *socketState) {
+	exp := st.id.ExpiresAt
+	if exp.IsZero() {
+		return
+	}
+	until := time.Until(exp)
+	warnAt := until - s.cfg.ExpiryWarning
+	if warnAt < 0 {
+		warnAt = 0
+	}
+	st.timers = append(st.timers,
+		time.AfterFunc(warnAt, func() {
+			_ = sock.Emit(eventTokenExpiring, map[string]any{"expiresAt": exp.UTC().Format(time.RFC3339)})
+		}),
+		time.AfterFunc(until, func() {
+			s.log.Info("token expired: disconnecting socket", "user", st.id.IDString, "socket", sock.ID())
+			sock.Disconnect(false)
+		}),
+	)
+}
+
+func (s *server) joinRoom(sock *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
+	room, err := s.clientRoom(args)
+	if err != nil {
+		_ = ack(map[string]any{"success": false, "error": err.Error()})
+		return
+	}
+	sock.Join(room)
+	_ = ack(map[string]any{"success": true})
+}
+
+func (s *server) leaveRoom(sock *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
+	room, err := s.clientRoom(args)
+	if err != nil {
+		_ = ack(map[string]any{"success": false, "error": err.Error()})
+		return
+	}
+	sock.Leave(room)
+	_ = ack(map[string]any{"success": true})
+}
+
+// clientRoom validates a room a client asks for: a string of 1-128
+// characters, not reserved, not another socket's own room.
+func (s *server) clientRoom(args socketio.Args) (string, error) {
+	var room string
+	if args.Len() == 0 || args.Unmarshal(0, &room) != nil || room == "" || len(room) > 128 {
+		return "", errors.New("invalid room")
+	}
+	for _, p := range reservedRoomPrefixes {
+		if strings.HasPrefix(room, p) {
+			return "", errors.New("reserved room")
+		}
+	}
+	if s.ns.Socket(room) != nil {
+		return "", errors.New("reserved room")
+	}
+	return room, nil
+}
+
+func (s *server) announceLock(u locks.Update) {
+	payload, err := json.Marshal(u.Payload)
+	if err != nil {
+		s.log.Error("encode lock update", "err", err)
+		return
+	}
+	if err := s.hub.Emit(context.Background(), broadcast.Event{Name: u.Event(), Payload: payload}); err != nil {
+		s.log.Error("announce lock update", "event", u.Event(), "err", err)
+	}
+}
+
+// changeConsumer feeds committed transactions through the router to the hub.
+type changeConsumer struct {
+	s *server
+}
+
+func (c *changeConsumer) Begin(_ context.Context, tx cdc.TxInfo) error {
+	c.s.router.Begin(tx)
+	return nil
+}
+
+func (c *changeConsumer) Change(_ context.Context, ch *cdc.Change) error {
+	c.s.router.Change(ch)
+	return nil
+}
+
+func (c *changeConsumer) Commit(ctx context.Context, tx cdc.TxInfo) error {
+	b := c.s.router.Commit(tx)
+	for _, e := range b.Emits {
+		ev := broadcast.Event{Name: e.Event, Rooms: e.Rooms, Except: e.Except, Payload: e.Payload}
+		if !e.All && len(e.Rooms) == 0 {
+			continue // nobody is in the audience of this row
+		}
+		if err := c.s.hub.Emit(ctx, ev); err != nil {
+			return fmt.Errorf("emit %s for %s at %s: %w", e.Event, e.Table, tx.CommitLSN, err)
+		}
+	}
+	for _, u := range b.Users {
+		c.s.revoke(u)
+	}
+	return nil
+}
+
+// revoke disconnects the sockets whose token no longer matches the account
+// row: deleted, role changed, or locked out.
+func (s *server) revoke(u route.UserChange) {
+	now := time.Now()
+	for _, sock := range s.ns.To("user:" + u.ID).Sockets() {
+		st := stateOf(sock)
+		if st == nil {
+			continue
+		}
+		var why string
+		switch {
+		case u.Deleted:
+			why = "user deleted"
+		case u.RoleKnown && u.Role != st.id.Role:
+			why = "role changed"
+		case u.LockedUntil.After(now):
+			why = "user locked out"
+		default:
+			continue
+		}
+		s.log.Info("revoking socket", "user", u.ID, "socket", sock.ID(), "reason", why)
+		sock.Disconnect(false)
+	}
+}
+
+// checkSchema verifies the routing config against the live schema and fills
+// each table's key from its primary key when the config names none.
+func checkSchema(ctx context.Context, dsn string, rcfg *route.Config, log *slog.Logger) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to database: %w", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `
+		SELECT n.nspname || '.' || c.relname, a.attname
+		FROM pg_attribute a
+		JOIN pg_class c ON c.oid = a.attrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+		ORDER BY 1, a.attnum`)
+	if err != nil {
+		return fmt.Errorf("read schema: %w", err)
+	}
+	existing := map[string][]string{}
+	for rows.Next() {
+		var table, column string
+		if err := rows.Scan(&table, &column); err != nil {
+			return fmt.Errorf("read schema: %w", err)
+		}
+		existing[table] = append(existing[table], column)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read schema: %w", err)
+	}
+	if err := rcfg.CheckSchema(existing); err != nil {
+		return fmt.Errorf("routing config does not match the database: %w", err)
+	}
+	for name, t := range rcfg.Tables {
+		qname := route.QualifiedName(name)
+		var pk []string
+		var identity string
+		err := conn.QueryRow(ctx, `
+			SELECT c.relreplident::text,
+			       coalesce((SELECT array_agg(a.attname ORDER BY array_position(i.indkey::int2[], a.attnum))
+			                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+			                 WHERE i.indrelid = c.oid AND i.indisprimary), '{}')
+			FROM pg_class c WHERE c.oid = $1::regclass`, qname).Scan(&identity, &pk)
+		if err != nil {
+			return fmt.Errorf("read key of %s: %w", qname, err)
+		}
+		if len(t.Key) == 0 && allAllowed(t, pk) {
+			t.Key = pk
+		}
+		if identity != "f" && audienceNeedsOldRow(t) {
+			log.Warn("table's audience uses a non-key column but the table lacks REPLICA IDENTITY FULL: its DELETEs reach only the fixed rooms, and moves are not detected",
+				"table", qname, "fix", fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL;", qname))
+		}
+	}
+	return nil
+}
+
+// audienceNeedsOldRow reports whether a room is built from a column outside
+// the key: routing a DELETE there needs the whole old row.
+func audienceNeedsOldRow(t *route.TableConfig) bool {
+	for _, room := range t.Audience {
+		for part := range strings.SplitSeq(room, "{") {
+			col, _, ok := strings.Cut(part, "}")
+			if !ok {
+				continue
+			}
+			if !slices.Contains(t.Key, col) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// allAllowed reports whether every column is in the table's allow-list (an
+// empty list allows all): a key outside it would leak in DELETE payloads.
+func allAllowed(t *route.TableConfig, cols []string) bool {
+	if len(t.Columns) == 0 {
+		return true
+	}
+	for _, c := range cols {
+		if !slices.Contains(t.Columns, c) {
+			return false
+		}
+	}
+	return true
+}

@@ -51,7 +51,7 @@ type Identity struct {
 	IDString  string
 	Username  string
 	Role      string
-	MemberID  string // empty when the token has none (memberId null)
+	MemberID  string    // empty when the token has none (memberId null)
 	ExpiresAt time.Time // zero when the token has no exp
 }
 

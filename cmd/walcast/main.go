@@ -5,6 +5,7 @@
 //	walcast demo       run it against a throwaway PostgreSQL with sample data
 //	walcast teardown   drop the replication slot and publication walcast made
 //	walcast token      mint an HS256 token for development
+//	walcast healthcheck  probe /readyz from inside a container without curl
 package main
 
 import (
@@ -14,9 +15,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 const usage = `walcast: PostgreSQL row changes as Socket.IO events.
@@ -26,6 +29,7 @@ usage:
   walcast demo [flags]       run against a throwaway PostgreSQL with sample changes
   walcast teardown [flags]   drop walcast's replication slot and publication
   walcast token [flags]      print an HS256 token for development
+  walcast healthcheck URL    exit 0 when URL (e.g. http://127.0.0.1:8080/readyz) answers 200
 `
 
 func main() {
@@ -58,6 +62,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 		return teardown(ctx, args[1:], env, stdout, stderr)
 	case "token":
 		return token(args[1:], env, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -77,4 +83,27 @@ func serve(ctx context.Context, cfg *settings, logOut io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	return srv.run(ctx, ln)
+}
+
+// healthcheck probes a URL for container health checks (distroless images
+// have no curl).
+func healthcheck(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: walcast healthcheck URL")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", args[0], resp.Status)
+	}
+	return nil
 }

@@ -296,17 +296,18 @@ func (s *server) onConnect(sock *socketio.Socket) {
 	})
 	sock.On(eventJoinRoom, s.joinRoom)
 	sock.On(eventLeaveRoom, s.leaveRoom)
+	// Lock calls run on the socket's read loop, so one client's acquire and
+	// release apply in the order it sent them; each store call is bounded
+	// by the lock service's timeout (2 s), so a sick Redis cannot stall a
+	// socket for long.
 	sock.On("lock:acquire", func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
-		payload := firstArg(args)
-		go func() { _ = ack(st.lock.Acquire(context.Background(), payload)) }()
+		_ = ack(st.lock.Acquire(context.Background(), firstArg(args)))
 	})
 	sock.On("lock:release", func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
-		payload := firstArg(args)
-		go func() { _ = ack(st.lock.Release(context.Background(), payload)) }()
+		_ = ack(st.lock.Release(context.Background(), firstArg(args)))
 	})
 	sock.On("lock:check", func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
-		payload := firstArg(args)
-		go func() { _ = ack(st.lock.Check(context.Background(), payload)) }()
+		_ = ack(st.lock.Check(context.Background(), firstArg(args)))
 	})
 }
 

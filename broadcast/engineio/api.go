@@ -1,0 +1,86 @@
+// Package engineio implements the server side of the Engine.IO v4 protocol
+// (EIO=4): the handshake, the WebSocket and HTTP long-polling transports, the
+// upgrade from polling to WebSocket, and the heartbeat.
+//
+// Its one job is moving opaque messages between the Socket.IO layer and a
+// browser. The unit of sending is a *Packet that is encoded once and shared by
+// every session it is sent to, so a broadcast to N sessions costs one encode.
+package engineio
+
+// This file fixes the exported surface the socketio package codes against.
+// Bodies are filled in by the implementation files.
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Config holds the server settings. Zero values take the defaults noted.
+type Config struct {
+	Path           string        // default "/socket.io/"
+	PingInterval   time.Duration // default 25s
+	PingTimeout    time.Duration // default 20s
+	MaxPayload     int64         // default 1e6 bytes
+	UpgradeTimeout time.Duration // default 10s
+	// AllowedOrigins is the CORS allow-list; "*" allows any origin. Empty
+	// means no CORS headers are sent (same-origin only).
+	AllowedOrigins []string
+	// AllowCredentials adds Access-Control-Allow-Credentials: true for
+	// allowed origins (the origin is echoed, never "*").
+	AllowCredentials bool
+	// SendQueue bounds the packets queued per session; a session whose queue
+	// overflows has its transport closed with reason "slow consumer".
+	// Default 1024.
+	SendQueue int
+	// SIDPrefix is prepended to every session id (sticky routing).
+	SIDPrefix string
+	Logger    *slog.Logger
+}
+
+// HandshakeInfo is what the first HTTP request of a session carried.
+type HandshakeInfo struct {
+	Header     http.Header
+	Query      url.Values
+	RemoteAddr string
+	Transport  string // "polling" or "websocket" at handshake time
+}
+
+// Handlers receive a session's traffic. OnMessage is called sequentially,
+// never concurrently for one session; data must not be retained after it
+// returns. OnClose is called exactly once.
+type Handlers struct {
+	OnMessage func(data []byte, binary bool)
+	OnClose   func(reason string)
+}
+
+// The exported API (implemented in server.go, session.go, packet.go;
+// transports in polling.go and websocket.go):
+//
+//	func NewServer(cfg Config, onSession func(s *Session)) *Server
+//	    onSession runs once per new session, after the handshake, before any
+//	    message is delivered; it must call s.SetHandlers.
+//	func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request)
+//	func (s *Server) Close()                       // closes every session, reason "server shutting down"
+//	func (s *Server) Config() Config               // with defaults applied
+//	func (s *Server) SessionCount() int            // open sessions (added)
+//
+//	func (s *Session) ID() string
+//	func (s *Session) Handshake() *HandshakeInfo
+//	func (s *Session) Transport() string           // current: "polling" or "websocket"
+//	func (s *Session) SetHandlers(h Handlers)
+//	func (s *Session) Send(pkts ...*Packet) bool   // enqueue all or none, never blocks;
+//	                                               // false when closed or queue overflow (session then closed)
+//	func (s *Session) Close(reason string)         // closes the transport; OnClose(reason) follows
+//
+//	func NewMessage(payload []byte) *Packet        // Engine.IO "message" (type 4) carrying text
+//	func NewBinaryMessage(payload []byte) *Packet  // Engine.IO "message" carrying binary
+//	    A Packet is immutable after creation; its WebSocket frame bytes and
+//	    its long-polling encoding are computed at most once each, on first
+//	    use, and shared by every session it is sent to. The payload is not
+//	    copied: do not modify it after creating the packet.
+//
+// Cross-origin requests (an Origin header naming another host) are refused
+// with 403 {"code":4} unless the origin is in AllowedOrigins; requests
+// without Origin (non-browser clients) are always allowed.

@@ -1,0 +1,190 @@
+package engineio
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// upgradeCheck is how long a poll pending during an upgrade probe waits
+// before it is released with a noop.
+const upgradeCheck = 100 * time.Millisecond
+
+// handlePoll answers a long-polling GET: it waits until there is something
+// to send, the session closes, or an upgrade needs the poll released.
+func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
+	s.checkHeartbeat()
+	s.mu.Lock()
+	if s.transport != "polling" {
+		s.mu.Unlock()
+		abort(w, r, errBadRequest)
+		return
+	}
+	if s.closed && !s.lingering {
+		s.mu.Unlock()
+		abort(w, r, errUnknownSID)
+		return
+	}
+	if s.polling {
+		s.mu.Unlock()
+		// Two polls at once mean a confused or hostile client; the
+		// reference server ends the session and the pending poll gets the
+		// close packet.
+		s.srv.log.Debug("engine.io poll overlap", "sid", s.id)
+		s.close("transport error", closeFrame)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	s.polling = true
+	// Drain a stale wake-up left by a Send that a previous poll already
+	// answered, so this poll does not return empty right away.
+	select {
+	case <-s.pollWake:
+	default:
+	}
+	// Once the WebSocket probe succeeded the poll is released with a noop
+	// after upgradeCheck, as the reference server's check interval does, so
+	// the client can pause polling and send "upgrade".
+	var release <-chan time.Time
+	for len(s.queue) == 0 && !s.closed && s.transport == "polling" {
+		if s.probed && release == nil {
+			t := time.NewTimer(upgradeCheck)
+			defer t.Stop()
+			release = t.C
+		}
+		s.mu.Unlock()
+		released := false
+		select {
+		case <-s.pollWake:
+		case <-release:
+			released = true
+		case <-r.Context().Done():
+			s.mu.Lock()
+			s.polling = false
+			s.mu.Unlock()
+			s.close("transport error", closeHard)
+			return
+		}
+		s.mu.Lock()
+		if released {
+			break
+		}
+	}
+	if s.transport != "polling" {
+		// The upgrade completed under this poll. The official client never
+		// does that (it waits for the poll to end before "upgrade"), so the
+		// poll is answered like any poll for an upgraded session.
+		s.polling = false
+		s.mu.Unlock()
+		abort(w, r, errBadRequest)
+		return
+	}
+	var batch []*Packet
+	if s.transport == "polling" && (!s.closed || s.keepQueue) {
+		batch = s.queue
+		s.queue = s.spare[:0]
+		s.spare = nil
+	}
+	final := (*Packet)(nil)
+	if s.closed {
+		final = s.finalPkt
+	}
+	collected := s.lingering
+	s.lingering = false
+	s.polling = false
+	s.mu.Unlock()
+	if collected {
+		s.srv.unregister(s)
+	}
+
+	body := appendPayload(nil, batch)
+	if final != nil {
+		if len(body) > 0 {
+			body = append(body, recordSeparator)
+		}
+		body = append(body, final.pollBytes()...)
+	}
+	if len(body) == 0 {
+		// Released for an upgrade with nothing queued.
+		body = append(body, s.srv.noopPkt.pollBytes()...)
+	}
+	clear(batch)
+	s.mu.Lock()
+	if s.spare == nil {
+		s.spare = batch[:0]
+	}
+	s.mu.Unlock()
+	writePollResponse(w, body)
+}
+
+// handlePost receives a long-polling payload. The whole body is decoded
+// before anything is delivered, so a bad payload delivers nothing.
+func (s *Session) handlePost(w http.ResponseWriter, r *http.Request) {
+	s.checkHeartbeat()
+	s.mu.Lock()
+	if s.transport != "polling" {
+		s.mu.Unlock()
+		abort(w, r, errBadRequest)
+		return
+	}
+	if s.closed {
+		s.mu.Unlock()
+		abort(w, r, errUnknownSID)
+		return
+	}
+	if s.posting {
+		s.mu.Unlock()
+		s.close("transport error", closeFrame)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	s.posting = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.posting = false
+		s.mu.Unlock()
+	}()
+
+	if r.Header.Get("Content-Type") == "application/octet-stream" {
+		// v4 polling carries binary as base64 text only.
+		s.close("transport error", closeFrame)
+		abort(w, r, errBadRequest)
+		return
+	}
+	limit := s.srv.cfg.MaxPayload
+	if r.ContentLength > limit {
+		s.close("transport error", closeFrame)
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		s.close("transport error", closeHard)
+		return
+	}
+	if int64(len(body)) > limit {
+		s.close("transport error", closeFrame)
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		return
+	}
+	pkts, err := decodePayload(body, nil)
+	if err != nil {
+		s.srv.log.Debug("engine.io bad polling payload", "sid", s.id, "err", err)
+		s.close("parse error", closeFrame)
+		abort(w, r, errBadRequest)
+		return
+	}
+	for _, p := range pkts {
+		if !s.onPacket(p) {
+			break
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html")
+	h.Set("Content-Length", strconv.Itoa(2))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("ok"))
+}

@@ -1,0 +1,340 @@
+package engineio
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Server is an Engine.IO v4 server; mount it as an http.Handler at Config.Path.
+type Server struct {
+	cfg       Config
+	onSession func(*Session)
+	log       *slog.Logger
+
+	// Control packets are immutable and shared by every session, like any
+	// other packet, so their frames are built once per server.
+	pingPkt  *Packet
+	noopPkt  *Packet
+	closePkt *Packet
+	probePkt *Packet
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	closed   bool
+}
+
+// NewServer returns a server; onSession runs once per new session after the
+// handshake and must call SetHandlers.
+func NewServer(cfg Config, onSession func(s *Session)) *Server {
+	cfg = cfg.withDefaults()
+	return &Server{
+		cfg:       cfg,
+		onSession: onSession,
+		log:       cfg.Logger,
+		pingPkt:   newControl(typePing, ""),
+		noopPkt:   newControl(typeNoop, ""),
+		closePkt:  newControl(typeClose, ""),
+		probePkt:  newControl(typePong, "probe"),
+		sessions:  make(map[string]*Session),
+	}
+}
+
+func (c Config) withDefaults() Config {
+	if c.Path == "" {
+		c.Path = "/socket.io/"
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 20 * time.Second
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = 1e6
+	}
+	if c.UpgradeTimeout <= 0 {
+		c.UpgradeTimeout = 10 * time.Second
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 1024
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Config returns the settings with defaults applied.
+func (s *Server) Config() Config { return s.cfg }
+
+// Engine.IO error codes and messages, as the reference server answers them.
+const (
+	errUnknownTransport = 0
+	errUnknownSID       = 1
+	errBadHandshake     = 2
+	errBadRequest       = 3
+	errForbidden        = 4
+	errUnsupportedProto = 5
+)
+
+var errorMessages = [...]string{
+	errUnknownTransport: "Transport unknown",
+	errUnknownSID:       "Session ID unknown",
+	errBadHandshake:     "Bad handshake method",
+	errBadRequest:       "Bad request",
+	errForbidden:        "Forbidden",
+	errUnsupportedProto: "Unsupported protocol version",
+}
+
+// abort answers a request the server refuses. Upgrade requests get a plain
+// text body like the reference server's abortUpgrade; others get JSON.
+func abort(w http.ResponseWriter, r *http.Request, code int) {
+	status := http.StatusBadRequest
+	if code == errForbidden {
+		status = http.StatusForbidden
+	}
+	if isWebSocketUpgrade(r) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(errorMessages[code]))
+		return
+	}
+	body, _ := json.Marshal(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, errorMessages[code]})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func isWebSocketUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// ServeHTTP answers Engine.IO requests.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p != s.cfg.Path && p != strings.TrimSuffix(s.cfg.Path, "/") {
+		http.NotFound(w, r)
+		return
+	}
+	if !s.applyCORS(w, r) {
+		abort(w, r, errForbidden)
+		return
+	}
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	q := r.URL.Query()
+	transport := q.Get("transport")
+	if transport != "polling" && transport != "websocket" {
+		abort(w, r, errUnknownTransport)
+		return
+	}
+	upgrade := isWebSocketUpgrade(r)
+	if transport == "websocket" && !upgrade {
+		abort(w, r, errBadRequest)
+		return
+	}
+	if transport == "polling" && upgrade {
+		abort(w, r, errBadRequest)
+		return
+	}
+	if sid := q.Get("sid"); sid != "" {
+		sess := s.lookup(sid)
+		if sess == nil {
+			abort(w, r, errUnknownSID)
+			return
+		}
+		if transport == "websocket" {
+			s.upgradeSession(sess, w, r)
+			return
+		}
+		switch r.Method {
+		case http.MethodGet:
+			sess.handlePoll(w, r)
+		case http.MethodPost:
+			sess.handlePost(w, r)
+		default:
+			abort(w, r, errBadRequest)
+		}
+		return
+	}
+	if r.Method != http.MethodGet {
+		abort(w, r, errBadHandshake)
+		return
+	}
+	if q.Get("EIO") != "4" {
+		abort(w, r, errUnsupportedProto)
+		return
+	}
+	s.handshake(w, r, transport, q)
+}
+
+// applyCORS sets the CORS headers for an allowed origin and reports whether
+// the request may proceed. Requests without Origin (non-browser clients) and
+// same-origin requests always may; a cross-origin request must be on the
+// allow-list, for WebSocket too, where browsers do not enforce CORS.
+func (s *Server) applyCORS(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if !s.originAllowed(origin) {
+		return sameOrigin(origin, r.Host)
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	if s.cfg.AllowCredentials {
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
+	if r.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		if reqH := r.Header.Get("Access-Control-Request-Headers"); reqH != "" {
+			h.Set("Access-Control-Allow-Headers", reqH)
+		}
+	}
+	return true
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || o == origin {
+			return true
+		}
+	}
+	return false
+}
+
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
+}
+
+// newSessionID returns 120 random bits, URL-safe, behind the configured
+// prefix.
+func (s *Server) newSessionID() (string, error) {
+	var b [15]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("session id: %w", err)
+	}
+	return s.cfg.SIDPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// openPacket is the handshake packet, specific to one session.
+func (s *Server) openPacket(sid string, upgrades bool) *Packet {
+	var up []string
+	if upgrades {
+		up = []string{"websocket"}
+	} else {
+		up = []string{}
+	}
+	body, _ := json.Marshal(struct {
+		SID          string   `json:"sid"`
+		Upgrades     []string `json:"upgrades"`
+		PingInterval int64    `json:"pingInterval"`
+		PingTimeout  int64    `json:"pingTimeout"`
+		MaxPayload   int64    `json:"maxPayload"`
+	}{sid, up, s.cfg.PingInterval.Milliseconds(), s.cfg.PingTimeout.Milliseconds(), s.cfg.MaxPayload})
+	return &Packet{typ: typeOpen, data: body}
+}
+
+func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport string, q url.Values) {
+	sid, err := s.newSessionID()
+	if err != nil {
+		s.log.Error("engine.io handshake", "err", err)
+		abort(w, r, errBadRequest)
+		return
+	}
+	sess := newSession(s, sid, &HandshakeInfo{
+		Header:     r.Header.Clone(),
+		Query:      q,
+		RemoteAddr: r.RemoteAddr,
+		Transport:  transport,
+	}, transport)
+	if transport == "websocket" {
+		s.acceptWebSocket(sess, w, r)
+		return
+	}
+	if !s.register(sess) {
+		abort(w, r, errBadRequest)
+		return
+	}
+	// The heartbeat starts before the open packet leaves, as in the
+	// reference server, so the client's clock never runs ahead of ours.
+	sess.start()
+	body := appendPayload(nil, []*Packet{s.openPacket(sid, true)})
+	writePollResponse(w, body)
+}
+
+// register makes the session reachable by id; it fails once the server is
+// closed. onSession runs first so handlers are in place before any request
+// naming the sid can deliver a message.
+func (s *Server) register(sess *Session) bool {
+	if s.onSession != nil {
+		s.onSession(sess)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.sessions[sess.id] = sess
+	return true
+}
+
+func (s *Server) unregister(sess *Session) {
+	s.mu.Lock()
+	if s.sessions[sess.id] == sess {
+		delete(s.sessions, sess.id)
+	}
+	s.mu.Unlock()
+}
+
+// Close closes every session with reason "server shutting down".
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	all := make([]*Session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range all {
+		sess.Close("server shutting down")
+	}
+}
+
+// SessionCount returns the number of open sessions.
+func (s *Server) SessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func writePollResponse(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=UTF-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+func (s *Server) lookup(sid string) *Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[sid]
+}

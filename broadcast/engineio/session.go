@@ -1,0 +1,337 @@
+package engineio
+
+import (
+	"sync"
+	"time"
+)
+
+// closeMode says how a closing session treats its transport.
+type closeMode int
+
+const (
+	// closeHard drops the queue and the connection at once: the peer is
+	// gone or cannot keep up, so nothing more can usefully be written.
+	closeHard closeMode = iota
+	// closeFrame drops the queue and ends a WebSocket with a close frame,
+	// written by the calling goroutine (a reader or timer, never a sender).
+	closeFrame
+	// closeGraceful flushes what is queued, then ends the transport.
+	closeGraceful
+	// closeByClient answers a client's close packet: a pending poll is
+	// released with a noop, as the reference server does.
+	closeByClient
+	// closeReader is used by a WebSocket reader that ends the connection
+	// itself on its way out.
+	closeReader
+)
+
+// closeLinger bounds how long a closed polling session waits for the poll
+// that collects its last packet.
+const closeLinger = 2 * time.Second
+
+// Session is one Engine.IO client connection, across transports.
+type Session struct {
+	srv       *Server
+	id        string
+	handshake *HandshakeInfo
+	handlers  Handlers
+
+	// deliverMu keeps OnMessage calls sequential while a polling POST and
+	// the upgrading WebSocket could both deliver.
+	deliverMu sync.Mutex
+
+	mu         sync.Mutex
+	transport  string
+	closed     bool
+	delivering bool
+	onCloseDue bool
+	reason     string
+	finalPkt   *Packet // what a pending poll answers after close
+	keepQueue  bool    // a graceful close still delivers the queue
+	// lingering keeps a closed polling session reachable until its next
+	// poll collects finalPkt, as the reference server's closeTimeout does.
+	lingering bool
+
+	queue []*Packet
+	spare []*Packet
+
+	ws      *wsConn
+	writing bool
+
+	polling  bool
+	posting  bool
+	pollWake chan struct{}
+
+	upgrading    *wsConn
+	probed       bool
+	upgradeTimer *time.Timer
+
+	hbTimer      *time.Timer
+	awaitingPong bool
+	// nextPing is when the current heartbeat cycle's ping is due; the pong
+	// is overdue after nextPing+PingTimeout. Deadlines are absolute so a
+	// late timer never stretches them.
+	nextPing time.Time
+}
+
+func newSession(srv *Server, id string, hs *HandshakeInfo, transport string) *Session {
+	return &Session{
+		srv:       srv,
+		id:        id,
+		handshake: hs,
+		transport: transport,
+		pollWake:  make(chan struct{}, 1),
+	}
+}
+
+// ID returns the Engine.IO session id.
+func (s *Session) ID() string { return s.id }
+
+// Handshake returns what the session's first request carried.
+func (s *Session) Handshake() *HandshakeInfo { return s.handshake }
+
+// Transport returns the current transport name.
+func (s *Session) Transport() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.transport
+}
+
+// SetHandlers installs the callbacks for the session's traffic. Call it from
+// onSession; later calls race with delivery.
+func (s *Session) SetHandlers(h Handlers) { s.handlers = h }
+
+// Send enqueues packets, all or none; it never blocks. It reports false when
+// the session is closed or its queue would overflow, in which case the
+// transport is closed with reason "slow consumer" so the client reconnects.
+func (s *Session) Send(pkts ...*Packet) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	if len(s.queue)+len(pkts) > s.srv.cfg.SendQueue {
+		s.mu.Unlock()
+		s.srv.log.Warn("engine.io send queue overflow, closing transport",
+			"sid", s.id, "queued", s.srv.cfg.SendQueue, "reason", "slow consumer")
+		s.close("slow consumer", closeHard)
+		return false
+	}
+	s.queue = append(s.queue, pkts...)
+	s.kickLocked()
+	s.mu.Unlock()
+	return true
+}
+
+// Close closes the transport after flushing what is queued; OnClose(reason)
+// follows.
+func (s *Session) Close(reason string) { s.close(reason, closeGraceful) }
+
+// kickLocked gets queued packets moving: it starts the WebSocket writer if
+// none runs, or wakes a pending poll. The writer goroutine exists only
+// while there is something to write.
+func (s *Session) kickLocked() {
+	if s.ws != nil {
+		if !s.writing {
+			s.writing = true
+			s.startWriterLocked(s.ws)
+		}
+		return
+	}
+	s.wakePollLocked()
+}
+
+// startWriterLocked starts c's writer goroutine. The goroutine's function
+// is made once per connection: `go s.writeLoop(c)` would allocate a closure
+// on every start, and an idle session's writer starts once per broadcast.
+func (s *Session) startWriterLocked(c *wsConn) {
+	if c.writer == nil {
+		c.writer = func() { s.writeLoop(c) }
+	}
+	go c.writer()
+}
+
+func (s *Session) wakePollLocked() {
+	select {
+	case s.pollWake <- struct{}{}:
+	default:
+	}
+}
+
+// start arms the heartbeat: one timer per session, alternating between
+// "time to ping" and "pong overdue".
+func (s *Session) start() {
+	s.mu.Lock()
+	if !s.closed {
+		s.nextPing = time.Now().Add(s.srv.cfg.PingInterval)
+		s.hbTimer = time.AfterFunc(s.srv.cfg.PingInterval, s.onHeartbeat)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) onHeartbeat() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if s.awaitingPong || s.pongOverdueLocked(time.Now()) {
+		s.mu.Unlock()
+		s.close("ping timeout", closeFrame)
+		return
+	}
+	s.awaitingPong = true
+	// The ping may exceed the queue bound by one; a session that full is
+	// cut by the next Send anyway.
+	s.queue = append(s.queue, s.srv.pingPkt)
+	s.kickLocked()
+	s.hbTimer.Reset(time.Until(s.nextPing.Add(s.srv.cfg.PingTimeout)))
+	s.mu.Unlock()
+}
+
+// pongOverdueLocked reports whether the heartbeat deadline has passed even
+// if its timer has not fired yet (timers run late on a busy machine).
+func (s *Session) pongOverdueLocked(now time.Time) bool {
+	return s.hbTimer != nil && now.After(s.nextPing.Add(s.srv.cfg.PingTimeout))
+}
+
+// checkHeartbeat closes the session if its pong is overdue; requests call
+// it so a late timer cannot keep a dead session answering.
+func (s *Session) checkHeartbeat() bool {
+	s.mu.Lock()
+	overdue := !s.closed && s.pongOverdueLocked(time.Now())
+	s.mu.Unlock()
+	if overdue {
+		s.close("ping timeout", closeFrame)
+	}
+	return !overdue
+}
+
+func (s *Session) onPong() {
+	s.mu.Lock()
+	if s.awaitingPong && !s.closed {
+		s.awaitingPong = false
+		s.nextPing = time.Now().Add(s.srv.cfg.PingInterval)
+		s.hbTimer.Reset(s.srv.cfg.PingInterval)
+	}
+	s.mu.Unlock()
+}
+
+// onPacket handles one decoded packet from the client on the active
+// transport. It reports false when the session was closed by it.
+func (s *Session) onPacket(p inPacket) bool {
+	switch p.typ {
+	case typeMessage:
+		s.deliver(p.data, p.binary)
+	case typePong:
+		s.onPong()
+	case typeClose:
+		s.close("transport close", closeByClient)
+		return false
+	case typePing:
+		// In v4 only the server pings; a client ping outside an upgrade
+		// probe is a protocol error.
+		s.close("transport error", closeFrame)
+		return false
+	}
+	return true
+}
+
+func (s *Session) deliver(data []byte, binary bool) {
+	s.deliverMu.Lock()
+	defer s.deliverMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.delivering = true
+	s.mu.Unlock()
+	if h := s.handlers.OnMessage; h != nil {
+		h(data, binary)
+	}
+	s.mu.Lock()
+	s.delivering = false
+	due := s.onCloseDue
+	s.onCloseDue = false
+	s.mu.Unlock()
+	if due {
+		s.fireOnClose()
+	}
+}
+
+func (s *Session) fireOnClose() {
+	if h := s.handlers.OnClose; h != nil {
+		h(s.reason)
+	}
+}
+
+// close ends the session once; later calls do nothing. OnClose runs after
+// any OnMessage in progress returns.
+func (s *Session) close(reason string, mode closeMode) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.reason = reason
+	if s.hbTimer != nil {
+		s.hbTimer.Stop()
+	}
+	if s.upgradeTimer != nil {
+		s.upgradeTimer.Stop()
+	}
+	ws, up := s.ws, s.upgrading
+	s.upgrading = nil
+	switch mode {
+	case closeGraceful:
+		s.keepQueue = true
+		s.finalPkt = s.srv.closePkt
+	case closeByClient:
+		s.finalPkt = s.srv.noopPkt
+	default:
+		s.finalPkt = s.srv.closePkt
+	}
+	if !s.keepQueue {
+		clear(s.queue)
+		s.queue = s.queue[:0]
+	}
+	graceful := false
+	if ws != nil && mode == closeGraceful {
+		// The writer flushes the queue, then the close frame.
+		graceful = true
+		if !s.writing {
+			s.writing = true
+			s.startWriterLocked(ws)
+		}
+	}
+	s.wakePollLocked()
+	linger := ws == nil && s.transport == "polling" && !s.polling &&
+		(mode == closeByClient || mode == closeGraceful)
+	s.lingering = linger
+	fire := !s.delivering
+	if !fire {
+		s.onCloseDue = true
+	}
+	s.mu.Unlock()
+
+	if linger {
+		time.AfterFunc(min(closeLinger, s.srv.cfg.PingTimeout), func() { s.srv.unregister(s) })
+	} else {
+		s.srv.unregister(s)
+	}
+	if up != nil {
+		up.conn.Close()
+	}
+	if ws != nil && !graceful && mode != closeReader {
+		if mode == closeHard {
+			ws.conn.Close()
+		} else {
+			ws.closeWithFrame(wsCloseNormal)
+		}
+	}
+	if fire {
+		s.fireOnClose()
+	}
+}

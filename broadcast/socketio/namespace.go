@@ -1,0 +1,128 @@
+package socketio
+
+import (
+	"sync"
+
+	"github.com/walcast/walcast/broadcast/socketio/parser"
+)
+
+// Middleware sees a socket before it is connected (its Handshake: auth,
+// headers, query, remote address) and refuses it by returning an error; the
+// client then gets CONNECT_ERROR with the error's message (see ConnectError).
+// Middlewares run in the order added, on the connection's read loop.
+type Middleware func(s *Socket) error
+
+// Namespace is a Socket.IO namespace ("/" or one registered with
+// Server.Of). Its methods are safe for concurrent use.
+type Namespace struct {
+	name    string
+	srv     *Server
+	adapter Adapter
+
+	mu           sync.RWMutex
+	middlewares  []Middleware
+	onConnection []func(*Socket)
+	sockets      map[string]*Socket
+}
+
+func newNamespace(srv *Server, name string) *Namespace {
+	n := &Namespace{name: name, srv: srv, sockets: make(map[string]*Socket)}
+	if srv.cfg.NewAdapter != nil {
+		n.adapter = srv.cfg.NewAdapter(n)
+	} else {
+		n.adapter = NewMemoryAdapter()
+	}
+	return n
+}
+
+// Name is the namespace's name, e.g. "/" or "/admin".
+func (n *Namespace) Name() string { return n.name }
+
+// Adapter is the namespace's adapter.
+func (n *Namespace) Adapter() Adapter { return n.adapter }
+
+// Use appends a middleware.
+func (n *Namespace) Use(mw Middleware) {
+	n.mu.Lock()
+	n.middlewares = append(n.middlewares, mw)
+	n.mu.Unlock()
+}
+
+// OnConnection registers fn to run for each new socket, after the client was
+// told it is connected. Register the socket's event handlers there.
+func (n *Namespace) OnConnection(fn func(*Socket)) {
+	n.mu.Lock()
+	n.onConnection = append(n.onConnection, fn)
+	n.mu.Unlock()
+}
+
+// Socket returns the connected socket with id, or nil.
+func (n *Namespace) Socket(id string) *Socket {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.sockets[id]
+}
+
+// Len is the number of connected sockets.
+func (n *Namespace) Len() int {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return len(n.sockets)
+}
+
+// To starts a broadcast to the sockets in rooms.
+func (n *Namespace) To(rooms ...string) BroadcastOperator {
+	return BroadcastOperator{nsp: n}.To(rooms...)
+}
+
+// Except starts a broadcast to every socket not in rooms.
+func (n *Namespace) Except(rooms ...string) BroadcastOperator {
+	return BroadcastOperator{nsp: n}.Except(rooms...)
+}
+
+// Emit broadcasts event to every socket of the namespace.
+func (n *Namespace) Emit(event string, args ...any) error {
+	return BroadcastOperator{nsp: n}.Emit(event, args...)
+}
+
+// runMiddlewares returns the first refusal.
+func (n *Namespace) runMiddlewares(s *Socket) error {
+	n.mu.RLock()
+	mws := n.middlewares
+	n.mu.RUnlock()
+	for _, mw := range mws {
+		if err := mw(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add connects s: own room, CONNECT answer, then connection handlers.
+func (n *Namespace) add(s *Socket) {
+	n.mu.Lock()
+	n.sockets[s.id] = s
+	fns := n.onConnection
+	n.mu.Unlock()
+	n.adapter.AddAll(s, []string{s.id})
+	if !s.connected.Load() {
+		// the session closed while we registered; onClose may have run
+		// before the registration, so undo it here
+		n.remove(s)
+		return
+	}
+	// "pid" (private session id for connection-state recovery) joins "sid"
+	// here once recovery exists.
+	data := append(append([]byte(`{"sid":`), parser.AppendJSONString(nil, s.id)...), '}')
+	_ = s.send(&parser.Packet{Type: parser.Connect, Namespace: n.name, ID: parser.NoID, Data: data})
+	for _, fn := range fns {
+		fn(s)
+	}
+}
+
+func (n *Namespace) remove(s *Socket) {
+	n.adapter.DelAll(s)
+	n.mu.Lock()
+	delete(n.sockets, s.id)
+	n.mu.Unlock()
+}

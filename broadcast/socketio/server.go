@@ -1,0 +1,122 @@
+// Package socketio is a Socket.IO v5 server on top of package engineio, for
+// the official socket.io-client v4.
+//
+// A Server has namespaces ("/" always; others via Of). Each namespace runs
+// its middlewares on CONNECT (refusals reach the client's connect_error with
+// the exact message), then its OnConnection handlers, where event handlers
+// are registered with Socket.On. Events and acknowledgements flow both ways,
+// binary attachments included; see Args for how arguments are represented.
+//
+// Broadcasts (Namespace.To/Except/Emit, Socket.To/Broadcast) encode the
+// packet once into Engine.IO packets and hand the same packets to every
+// receiving session: the cost per receiver is one Session.Send, with no
+// allocation. Rooms and delivery belong to the namespace's Adapter.
+package socketio
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/walcast/walcast/broadcast/engineio"
+	"github.com/walcast/walcast/broadcast/socketio/parser"
+)
+
+// Config holds the server settings. Zero values take the defaults noted.
+type Config struct {
+	EngineIO engineio.Config
+	// ConnectTimeout closes sessions that have not joined a namespace by
+	// then. Default 45s.
+	ConnectTimeout time.Duration
+	// Limits cap binary attachments per packet (default 10, 1e6 bytes).
+	Limits parser.Limits
+	// NewAdapter builds each namespace's adapter; default NewMemoryAdapter.
+	NewAdapter func(*Namespace) Adapter
+	Logger     *slog.Logger
+}
+
+// Server is a Socket.IO server; mount it (it is an http.Handler) at the
+// Engine.IO path.
+type Server struct {
+	cfg Config
+	eio *engineio.Server
+	log *slog.Logger
+
+	mu   sync.RWMutex
+	nsps map[string]*Namespace
+}
+
+// NewServer returns a server with the "/" namespace.
+func NewServer(cfg Config) *Server {
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 45 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.EngineIO.Logger == nil {
+		cfg.EngineIO.Logger = cfg.Logger
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, nsps: make(map[string]*Namespace)}
+	s.nsps["/"] = newNamespace(s, "/")
+	s.eio = engineio.NewServer(cfg.EngineIO, func(sess *engineio.Session) { newClient(s, sess) })
+	return s
+}
+
+// ServeHTTP serves the Engine.IO endpoint.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.eio.ServeHTTP(w, r) }
+
+// EngineIO returns the underlying Engine.IO server.
+func (s *Server) EngineIO() *engineio.Server { return s.eio }
+
+// Of returns the namespace name, creating it on first use ("admin" and
+// "/admin" are the same).
+func (s *Server) Of(name string) *Namespace {
+	name = normalizeNamespace(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nsps[name]
+	if n == nil {
+		n = newNamespace(s, name)
+		s.nsps[name] = n
+	}
+	return n
+}
+
+// Sockets is the "/" namespace.
+func (s *Server) Sockets() *Namespace { return s.Of("/") }
+
+// namespace returns an existing namespace or nil.
+func (s *Server) namespace(name string) *Namespace {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.nsps[name]
+}
+
+// Lookup returns an existing namespace, or nil when none has that name.
+func (s *Server) Lookup(name string) *Namespace {
+	return s.namespace(normalizeNamespace(name))
+}
+
+// normalizeNamespace makes "" and "admin" mean "/" and "/admin", as the
+// client writes them on the wire.
+func normalizeNamespace(name string) string {
+	if !strings.HasPrefix(name, "/") {
+		return "/" + name
+	}
+	return name
+}
+
+// Close closes every session; sockets see "server shutting down".
+func (s *Server) Close() {
+	s.eio.Close()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, n := range s.nsps {
+		if err := n.adapter.Close(); err != nil {
+			s.log.Warn("close adapter", "nsp", n.name, "err", err)
+		}
+	}
+}

@@ -1,0 +1,304 @@
+package socketio
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/walcast/walcast/broadcast/engineio"
+	"github.com/walcast/walcast/broadcast/socketio/parser"
+)
+
+// Handshake is what a socket's connection carried: the CONNECT packet's auth
+// object ({} when none) and the first HTTP request of the Engine.IO session.
+type Handshake struct {
+	Auth       json.RawMessage
+	Header     http.Header
+	Query      url.Values
+	RemoteAddr string
+	Time       time.Time
+}
+
+// AckFunc answers an event's acknowledgement with args (encoded as for
+// Socket.Emit). When the client asked for no acknowledgement, or the answer
+// was already sent, it does nothing.
+type AckFunc func(args ...any) error
+
+// EventHandler handles one event. It runs on the connection's read loop:
+// the next packet of that connection waits until it returns, so slow work
+// belongs in a goroutine (ack may be called from there).
+type EventHandler func(s *Socket, args Args, ack AckFunc)
+
+// AckCallback receives the client's answer to an emit, or ErrAckTimeout /
+// ErrDisconnected.
+type AckCallback func(args Args, err error)
+
+type pendingAck struct {
+	cb    AckCallback
+	timer *time.Timer
+}
+
+// Socket is one client connected to one namespace. Its methods are safe for
+// concurrent use.
+type Socket struct {
+	id        string
+	nsp       *Namespace
+	client    *client
+	handshake *Handshake
+	connected atomic.Bool
+
+	mu           sync.Mutex
+	handlers     map[string]EventHandler
+	onDisconnect []func(reason string)
+	acks         map[int64]*pendingAck
+	nextAck      int64
+	data         any
+
+	// stamp is the sequence number of the last broadcast of this socket's
+	// adapter that reached (or excluded) it; only the adapter touches it,
+	// under its lock.
+	stamp uint64
+}
+
+func newSocketID() string {
+	var b [15]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ID is the socket's own random id (not the Engine.IO session id); the
+// socket is always in the room of that name.
+func (s *Socket) ID() string { return s.id }
+
+// Namespace is the namespace the socket is connected to.
+func (s *Socket) Namespace() *Namespace { return s.nsp }
+
+// Handshake returns what the connection carried.
+func (s *Socket) Handshake() *Handshake { return s.handshake }
+
+// Transport is the current Engine.IO transport, "polling" or "websocket".
+func (s *Socket) Transport() string { return s.client.sess.Transport() }
+
+// Connected reports whether the socket is still connected.
+func (s *Socket) Connected() bool { return s.connected.Load() }
+
+// SetData stores an application value with the socket (e.g. the
+// authenticated user set by a middleware).
+func (s *Socket) SetData(v any) {
+	s.mu.Lock()
+	s.data = v
+	s.mu.Unlock()
+}
+
+// Data returns the value stored by SetData.
+func (s *Socket) Data() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.data
+}
+
+// On registers the handler for event, replacing any earlier one.
+func (s *Socket) On(event string, h EventHandler) {
+	s.mu.Lock()
+	s.handlers[event] = h
+	s.mu.Unlock()
+}
+
+// OnDisconnect registers fn to run once when the socket disconnects, with
+// the server-side reason (see the Reason constants).
+func (s *Socket) OnDisconnect(fn func(reason string)) {
+	s.mu.Lock()
+	s.onDisconnect = append(s.onDisconnect, fn)
+	s.mu.Unlock()
+}
+
+// Emit sends event to this socket. Args are encoded as described on
+// appendArgs: json.RawMessage verbatim, []byte as binary, Args passed
+// through, anything else via json.Marshal.
+func (s *Socket) Emit(event string, args ...any) error {
+	if !s.connected.Load() {
+		return ErrDisconnected
+	}
+	p, err := eventPacket(s.nsp.name, event, parser.NoID, args)
+	if err != nil {
+		return err
+	}
+	return s.send(p)
+}
+
+// EmitWithAck sends event and asks the client to acknowledge it; cb runs
+// once, with the client's answer or with ErrAckTimeout after timeout
+// (timeout <= 0: no timeout) or ErrDisconnected.
+func (s *Socket) EmitWithAck(event string, timeout time.Duration, cb AckCallback, args ...any) error {
+	s.mu.Lock()
+	// Checked under mu: onClose flips connected before it takes mu to fail
+	// the pending acks, so an ack registered here is never orphaned.
+	if !s.connected.Load() {
+		s.mu.Unlock()
+		return ErrDisconnected
+	}
+	id := s.nextAck
+	s.nextAck++
+	pa := &pendingAck{cb: cb}
+	if s.acks == nil {
+		s.acks = make(map[int64]*pendingAck) // most sockets never ask for acks
+	}
+	s.acks[id] = pa
+	if timeout > 0 {
+		pa.timer = time.AfterFunc(timeout, func() {
+			if s.takeAck(id) != nil {
+				cb(Args{}, ErrAckTimeout)
+			}
+		})
+	}
+	s.mu.Unlock()
+	p, err := eventPacket(s.nsp.name, event, id, args)
+	if err == nil {
+		err = s.send(p)
+	}
+	if err != nil {
+		s.takeAck(id)
+		return err
+	}
+	return nil
+}
+
+func (s *Socket) takeAck(id int64) *pendingAck {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pa := s.acks[id]
+	if pa != nil {
+		delete(s.acks, id)
+		if pa.timer != nil {
+			pa.timer.Stop()
+		}
+	}
+	return pa
+}
+
+// Join adds the socket to rooms.
+func (s *Socket) Join(rooms ...string) { s.nsp.adapter.AddAll(s, rooms) }
+
+// Leave removes the socket from room.
+func (s *Socket) Leave(room string) { s.nsp.adapter.Del(s, room) }
+
+// Rooms lists the rooms the socket is in, its own id room included.
+func (s *Socket) Rooms() []string { return s.nsp.adapter.SocketRooms(s) }
+
+// To starts a broadcast from this socket to rooms: every target but the
+// socket itself.
+func (s *Socket) To(rooms ...string) BroadcastOperator {
+	return s.Broadcast().To(rooms...)
+}
+
+// Except starts a broadcast from this socket to everyone but rooms (and
+// the socket itself).
+func (s *Socket) Except(rooms ...string) BroadcastOperator {
+	return s.Broadcast().Except(rooms...)
+}
+
+// Broadcast starts a broadcast to the whole namespace except this socket.
+func (s *Socket) Broadcast() BroadcastOperator {
+	return BroadcastOperator{nsp: s.nsp, except: []string{s.id}}
+}
+
+// Disconnect sends the client a DISCONNECT for this namespace (its
+// "disconnect" handler sees "io server disconnect" and it does not
+// reconnect). With closeConn the whole Engine.IO connection is closed too.
+func (s *Socket) Disconnect(closeConn bool) {
+	if !s.connected.Load() {
+		return
+	}
+	_ = s.send(&parser.Packet{Type: parser.Disconnect, Namespace: s.nsp.name, ID: parser.NoID})
+	s.onClose(ReasonServerNamespaceDisconn)
+	if closeConn {
+		s.client.sess.Close(ReasonForcedServerClose)
+	}
+}
+
+func (s *Socket) send(p *parser.Packet) error {
+	if !s.client.sess.Send(encode(p)...) {
+		return fmt.Errorf("send to socket %s: %w", s.id, ErrDisconnected)
+	}
+	return nil
+}
+
+// deliver hands an already encoded broadcast to the transport. Failure means
+// the session is closed or was just cut as too slow; its OnClose cleans up.
+func (s *Socket) deliver(pkts []*engineio.Packet) {
+	s.client.sess.Send(pkts...)
+}
+
+// onPacket handles a decoded packet addressed to this socket.
+func (s *Socket) onPacket(p *parser.Packet) {
+	switch p.Type {
+	case parser.Event, parser.BinaryEvent:
+		s.onEvent(p)
+	case parser.Ack, parser.BinaryAck:
+		if pa := s.takeAck(p.ID); pa != nil {
+			pa.cb(Args{JSON: p.Args, Binary: p.Attachments}, nil)
+		}
+	case parser.Disconnect:
+		s.onClose(ReasonClientNamespaceDisconn)
+	}
+}
+
+var noAck AckFunc = func(...any) error { return nil }
+
+func (s *Socket) onEvent(p *parser.Packet) {
+	s.mu.Lock()
+	h := s.handlers[p.Name]
+	s.mu.Unlock()
+	if h == nil {
+		return
+	}
+	ack := noAck
+	if p.ID != parser.NoID {
+		var sent atomic.Bool
+		ack = func(args ...any) error {
+			if !sent.CompareAndSwap(false, true) {
+				return nil
+			}
+			ap := &parser.Packet{Type: parser.Ack, Namespace: s.nsp.name, ID: p.ID, Args: make([]json.RawMessage, 0, len(args))}
+			if err := appendArgs(ap, args); err != nil {
+				return fmt.Errorf("ack %q: %w", p.Name, err)
+			}
+			return s.send(ap)
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.nsp.srv.log.Error("event handler panicked", "event", p.Name, "socket", s.id, "panic", r)
+		}
+	}()
+	h(s, Args{JSON: p.Args[1:], Binary: p.Attachments}, ack)
+}
+
+// onClose runs the disconnect bookkeeping once.
+func (s *Socket) onClose(reason string) {
+	if !s.connected.CompareAndSwap(true, false) {
+		return
+	}
+	s.nsp.remove(s)
+	s.client.remove(s)
+	s.mu.Lock()
+	acks := s.acks
+	s.acks = nil
+	fns := s.onDisconnect
+	s.mu.Unlock()
+	for _, pa := range acks {
+		if pa.timer != nil {
+			pa.timer.Stop()
+		}
+		pa.cb(Args{}, ErrDisconnected)
+	}
+	for _, fn := range fns {
+		fn(reason)
+	}
+}

@@ -1,0 +1,316 @@
+package locks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Keys besides the locks themselves. They are outside the lock:{type}:{id}
+// namespace so no resource can ever collide with them.
+const (
+	// deadlinesKey is a sorted set: member = lock key, score = the epoch ms
+	// at which the current grant expires. It is how expiry gets announced
+	// without keyspace notifications (which need a server config change and
+	// would fire on every instance).
+	deadlinesKey = "walcast:locks:deadlines"
+	// userKeyPrefix + UserID.JSON() is a sorted set of the locks a user holds,
+	// scored by deadline, for the per-user cap. Entries whose score has passed
+	// are stale by construction and pruned before counting.
+	userKeyPrefix = "walcast:locks:user:"
+)
+
+// The scripts read the clock with TIME so every instance shares Redis's
+// clock (no skew between hosts) and the key's PX and its deadline score are
+// computed from the same instant. The owner is recognised by the value's
+// prefix {"userId":<json>, which this package always writes first (as did
+// the original Node server), so no JSON decoding happens inside Redis.
+// The sweep touches keys it finds in the deadline set, which is fine on a
+// single Redis or a primary with replicas; Redis Cluster is not supported.
+
+// acquireScript: KEYS = lock, deadlines, user set. ARGV = userId JSON,
+// username JSON, ttl ms, limit (0 = none), mode ("acquire" | "extend").
+// Reply: {code, value}; code 1 refreshed, 2 taken, 3 held by other,
+// 4 limit reached, 5 not held.
+var acquireScript = redis.NewScript(`
+-- Every entry of a user set expires within ttl of its last write, so the
+-- set may go then too: a user who never returns leaves nothing behind.
+-- (Instances configured with different TTLs could expire it early, which
+-- only loosens the cap; the locks themselves are unaffected.)
+local function touch(key, ttl)
+  redis.call('PEXPIRE', key, ttl)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+local prefix = '{"userId":' .. ARGV[1] .. ','
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  if string.sub(cur, 1, #prefix) == prefix then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
+    redis.call('ZADD', KEYS[3], now + ttl, KEYS[1])
+    touch(KEYS[3], ttl)
+    return {1, cur}
+  end
+  return {3, cur}
+end
+if ARGV[5] == 'extend' then
+  return {5}
+end
+local limit = tonumber(ARGV[4])
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= limit then
+    return {4}
+  end
+end
+local val = prefix .. '"username":' .. ARGV[2] .. ',"acquiredAt":' .. string.format('%d', now) .. '}'
+redis.call('SET', KEYS[1], val, 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
+redis.call('ZADD', KEYS[3], now + ttl, KEYS[1])
+touch(KEYS[3], ttl)
+return {2, val}
+`)
+
+// releaseScript: KEYS = lock, deadlines, user set. ARGV = userId JSON.
+// Reply: {code, value}; code 1 released, 2 was free, 3 not owner.
+var releaseScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  return {2}
+end
+local prefix = '{"userId":' .. ARGV[1] .. ','
+if string.sub(cur, 1, #prefix) ~= prefix then
+  return {3, cur}
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('ZREM', KEYS[3], KEYS[1])
+return {1, cur}
+`)
+
+// sweepScript: KEYS = deadlines. ARGV = limit. Returns the lock keys whose
+// grant expired, each removed from the deadline set in the same atomic step,
+// which is the exactly-once claim: a second instance running the sweep
+// afterwards no longer finds them. A key still alive (its deadline was moved
+// by a refresh from an older walcast, or PTTL rounding) is rescored instead.
+var sweepScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local gone = {}
+for _, k in ipairs(due) do
+  local pttl = redis.call('PTTL', k)
+  if pttl > 0 then
+    redis.call('ZADD', KEYS[1], now + pttl, k)
+  else
+    redis.call('ZREM', KEYS[1], k)
+    if pttl == -2 then
+      table.insert(gone, k)
+    end
+  end
+end
+return gone
+`)
+
+// RedisStore keeps locks in Redis so every walcast instance sharing it sees
+// the same locks.
+type RedisStore struct {
+	rdb redis.UniversalClient
+	ttl time.Duration
+}
+
+// NewRedisStore uses rdb (a *redis.Client, or anything with scripting and
+// GET). ttl <= 0 means DefaultTTL. Scripts are sent with EVALSHA and re-sent
+// with EVAL on NOSCRIPT, so a restarted (emptied) Redis needs nothing from us.
+func NewRedisStore(rdb redis.UniversalClient, ttl time.Duration) *RedisStore {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	return &RedisStore{rdb: rdb, ttl: ttl}
+}
+
+// NewRedisClient opens a client for REDIS_URL with timeouts fit for lock
+// acks: a browser waits for the ack, so a dead Redis must turn into an
+// error within about a second instead of a long retry loop.
+func NewRedisClient(url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	opt.DialTimeout = 500 * time.Millisecond
+	opt.ReadTimeout = time.Second
+	opt.WriteTimeout = time.Second
+	// One retry covers the pooled connection that went stale when Redis
+	// restarted; more would only delay the "unavailable" ack.
+	opt.MaxRetries = 1
+	// go-redis retries a failed dial 5 times 100ms apart by default: half a
+	// second per ack while Redis is down. Refused connections are final.
+	opt.DialerRetries = 2
+	opt.DialerRetryTimeout = 20 * time.Millisecond
+	return redis.NewClient(opt), nil
+}
+
+// TTL implements Store.
+func (s *RedisStore) TTL() time.Duration { return s.ttl }
+
+func userKey(u UserID) string { return userKeyPrefix + u.raw }
+
+// Acquire implements Store.
+func (s *RedisStore) Acquire(ctx context.Context, r Resource, o Owner, limit int) (AcquireResult, error) {
+	res, err := s.acquire(ctx, r, o, limit, "acquire")
+	if err != nil {
+		return AcquireResult{}, fmt.Errorf("acquire %s: %w", r, err)
+	}
+	return res, nil
+}
+
+// Extend implements Store.
+func (s *RedisStore) Extend(ctx context.Context, r Resource, o Owner) (AcquireResult, error) {
+	res, err := s.acquire(ctx, r, o, 0, "extend")
+	if err != nil {
+		return AcquireResult{}, fmt.Errorf("extend %s: %w", r, err)
+	}
+	return res, nil
+}
+
+func (s *RedisStore) acquire(ctx context.Context, r Resource, o Owner, limit int, mode string) (AcquireResult, error) {
+	if o.UserID.IsZero() {
+		return AcquireResult{}, ErrBadUserID
+	}
+	nameJSON, err := json.Marshal(o.Username)
+	if err != nil {
+		return AcquireResult{}, fmt.Errorf("encode username: %w", err)
+	}
+	reply, err := acquireScript.Run(ctx, s.rdb,
+		[]string{r.Key(), deadlinesKey, userKey(o.UserID)},
+		o.UserID.raw, string(nameJSON), s.ttl.Milliseconds(), limit, mode,
+	).Slice()
+	if err != nil {
+		return AcquireResult{}, err
+	}
+	code, val, err := scriptReply(reply)
+	if err != nil {
+		return AcquireResult{}, err
+	}
+	var out AcquireResult
+	switch code {
+	case 1:
+		out.Outcome = Refreshed
+	case 2:
+		out.Outcome = Taken
+	case 3:
+		out.Outcome = HeldByOther
+	case 4:
+		return AcquireResult{Outcome: LimitReached}, nil
+	case 5:
+		return AcquireResult{Outcome: NotHeld}, nil
+	default:
+		return AcquireResult{}, fmt.Errorf("acquire script: unknown reply code %d", code)
+	}
+	if out.Holder, err = decodeHolder([]byte(val)); err != nil {
+		return AcquireResult{}, err
+	}
+	return out, nil
+}
+
+// Release implements Store.
+func (s *RedisStore) Release(ctx context.Context, r Resource, u UserID) (ReleaseResult, error) {
+	if u.IsZero() {
+		return ReleaseResult{}, fmt.Errorf("release %s: %w", r, ErrBadUserID)
+	}
+	reply, err := releaseScript.Run(ctx, s.rdb,
+		[]string{r.Key(), deadlinesKey, userKey(u)}, u.raw).Slice()
+	if err != nil {
+		return ReleaseResult{}, fmt.Errorf("release %s: %w", r, err)
+	}
+	code, val, err := scriptReply(reply)
+	if err != nil {
+		return ReleaseResult{}, fmt.Errorf("release %s: %w", r, err)
+	}
+	var out ReleaseResult
+	switch code {
+	case 1:
+		out.Outcome = Released
+	case 2:
+		return ReleaseResult{Outcome: WasFree}, nil
+	case 3:
+		out.Outcome = NotOwner
+	default:
+		return ReleaseResult{}, fmt.Errorf("release %s: unknown reply code %d", r, code)
+	}
+	if out.Holder, err = decodeHolder([]byte(val)); err != nil {
+		// Released is done either way; a foreign value only costs the name.
+		if out.Outcome == Released {
+			return out, nil
+		}
+		return ReleaseResult{}, fmt.Errorf("release %s: %w", r, err)
+	}
+	return out, nil
+}
+
+// Check implements Store.
+func (s *RedisStore) Check(ctx context.Context, r Resource) (Holder, bool, error) {
+	val, err := s.rdb.Get(ctx, r.Key()).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Holder{}, false, nil
+	}
+	if err != nil {
+		return Holder{}, false, fmt.Errorf("check %s: %w", r, err)
+	}
+	h, err := decodeHolder(val)
+	if err != nil {
+		return Holder{}, false, fmt.Errorf("check %s: %w", r, err)
+	}
+	return h, true, nil
+}
+
+// SweepExpired implements Store.
+func (s *RedisStore) SweepExpired(ctx context.Context, limit int) ([]Resource, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	keys, err := sweepScript.Run(ctx, s.rdb, []string{deadlinesKey}, limit).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("sweep expired locks: %w", err)
+	}
+	out := make([]Resource, 0, len(keys))
+	for _, k := range keys {
+		r, err := ParseKey(k)
+		if err != nil {
+			continue // not ours to announce; already removed from the set
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// scriptReply unpacks {code[, value]}.
+func scriptReply(reply []any) (int64, string, error) {
+	if len(reply) == 0 {
+		return 0, "", errors.New("empty script reply")
+	}
+	code, ok := reply[0].(int64)
+	if !ok {
+		return 0, "", fmt.Errorf("script reply code %T, want integer", reply[0])
+	}
+	if len(reply) < 2 {
+		return code, "", nil
+	}
+	val, ok := reply[1].(string)
+	if !ok {
+		return 0, "", fmt.Errorf("script reply value %T, want string", reply[1])
+	}
+	return code, val, nil
+}
+
+// Interface check.
+var (
+	_ Store = (*RedisStore)(nil)
+	_ Store = (*MemoryStore)(nil)
+)

@@ -1,0 +1,237 @@
+package locks
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestStoreSemantics(t *testing.T) {
+	for _, be := range backends(t, time.Minute) {
+		t.Run(be.name, func(t *testing.T) {
+			st := be.newStore(t)
+			r := Resource{"member", "m-1"}
+			alice := Owner{NumericUserID(1), "alice"}
+			bob := Owner{NumericUserID(2), "bob"}
+
+			if _, ok, err := st.Check(bg, r); err != nil || ok {
+				t.Fatalf("check free: ok=%v err=%v", ok, err)
+			}
+			if res, err := st.Extend(bg, r, alice); err != nil || res.Outcome != NotHeld {
+				t.Fatalf("extend free = %v, %v; want not held", res.Outcome, err)
+			}
+			taken, err := st.Acquire(bg, r, alice, 0)
+			if err != nil || taken.Outcome != Taken || taken.Holder.Username != "alice" || taken.Holder.UserID != alice.UserID {
+				t.Fatalf("acquire free = %+v, %v", taken, err)
+			}
+			if taken.Holder.AcquiredAt < time.Now().Add(-time.Minute).UnixMilli() {
+				t.Fatalf("acquiredAt %d is not a recent epoch ms", taken.Holder.AcquiredAt)
+			}
+			time.Sleep(5 * time.Millisecond) // so a rewritten acquiredAt would differ
+			again, err := st.Acquire(bg, r, Owner{alice.UserID, "alice-renamed"}, 0)
+			if err != nil || again.Outcome != Refreshed || again.Holder != taken.Holder {
+				t.Fatalf("re-acquire = %+v, %v; want refreshed with the original holder %+v", again, err, taken.Holder)
+			}
+			if res, err := st.Acquire(bg, r, bob, 0); err != nil || res.Outcome != HeldByOther || res.Holder != taken.Holder {
+				t.Fatalf("conflicting acquire = %+v, %v", res, err)
+			}
+			if res, err := st.Extend(bg, r, bob); err != nil || res.Outcome != HeldByOther {
+				t.Fatalf("extend by other = %+v, %v", res, err)
+			}
+			if res, err := st.Release(bg, r, bob.UserID); err != nil || res.Outcome != NotOwner || res.Holder.Username != "alice" {
+				t.Fatalf("release by other = %+v, %v", res, err)
+			}
+			if h, ok, err := st.Check(bg, r); err != nil || !ok || h != taken.Holder {
+				t.Fatalf("check after non-owner release = %+v %v %v", h, ok, err)
+			}
+			if res, err := st.Release(bg, r, alice.UserID); err != nil || res.Outcome != Released {
+				t.Fatalf("owner release = %+v, %v", res, err)
+			}
+			if res, err := st.Release(bg, r, alice.UserID); err != nil || res.Outcome != WasFree {
+				t.Fatalf("release free = %+v, %v", res, err)
+			}
+			if res, err := st.Acquire(bg, r, bob, 0); err != nil || res.Outcome != Taken {
+				t.Fatalf("acquire after release = %+v, %v", res, err)
+			}
+			// A string id and a number id with the same digits are different owners.
+			sid, _ := StringUserID("2")
+			if res, err := st.Release(bg, r, sid); err != nil || res.Outcome != NotOwner {
+				t.Fatalf("release by string id \"2\" of number id 2's lock = %+v, %v", res, err)
+			}
+			if expired, err := st.SweepExpired(bg, 0); err != nil || len(expired) != 0 {
+				t.Fatalf("sweep with nothing expired = %v, %v", expired, err)
+			}
+		})
+	}
+}
+
+func TestStoreLimit(t *testing.T) {
+	for _, be := range backends(t, time.Minute) {
+		t.Run(be.name, func(t *testing.T) {
+			st := be.newStore(t)
+			alice := Owner{NumericUserID(1), "alice"}
+			bob := Owner{NumericUserID(2), "bob"}
+			for i := 0; i < 3; i++ {
+				if res, err := st.Acquire(bg, Resource{"member", fmt.Sprint(i)}, alice, 3); err != nil || res.Outcome != Taken {
+					t.Fatalf("acquire %d = %+v, %v", i, res, err)
+				}
+			}
+			if res, err := st.Acquire(bg, Resource{"member", "3"}, alice, 3); err != nil || res.Outcome != LimitReached {
+				t.Fatalf("4th acquire with limit 3 = %+v, %v", res, err)
+			}
+			// Refreshing a held lock is not a new one.
+			if res, err := st.Acquire(bg, Resource{"member", "0"}, alice, 3); err != nil || res.Outcome != Refreshed {
+				t.Fatalf("refresh at the limit = %+v, %v", res, err)
+			}
+			// The cap is per user.
+			if res, err := st.Acquire(bg, Resource{"member", "3"}, bob, 3); err != nil || res.Outcome != Taken {
+				t.Fatalf("other user's acquire = %+v, %v", res, err)
+			}
+			if _, err := st.Release(bg, Resource{"member", "1"}, alice.UserID); err != nil {
+				t.Fatal(err)
+			}
+			if res, err := st.Acquire(bg, Resource{"member", "4"}, alice, 3); err != nil || res.Outcome != Taken {
+				t.Fatalf("acquire after a release frees a slot = %+v, %v", res, err)
+			}
+		})
+	}
+}
+
+// TestStoreRace: 100 users race for one lock, through one store (memory)
+// or 100 clients' worth of two independent Redis stores: exactly one wins.
+func TestStoreRace(t *testing.T) {
+	for _, be := range backends(t, time.Minute) {
+		t.Run(be.name, func(t *testing.T) {
+			stores := []Store{be.newStore(t), be.newStore(t)}
+			r := Resource{"member", "contended"}
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			results := make([]AcquireResult, 100)
+			errs := make([]error, 100)
+			for i := range results {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					results[i], errs[i] = stores[i%2].Acquire(bg, r, Owner{NumericUserID(int64(i + 1)), fmt.Sprint("user", i+1)}, 0)
+				}()
+			}
+			close(start)
+			wg.Wait()
+			winners := 0
+			var winner string
+			for i, res := range results {
+				if errs[i] != nil {
+					t.Fatalf("racer %d: %v", i, errs[i])
+				}
+				switch res.Outcome {
+				case Taken:
+					winners++
+					winner = res.Holder.Username
+				case HeldByOther:
+				default:
+					t.Fatalf("racer %d: outcome %v", i, res.Outcome)
+				}
+			}
+			if winners != 1 {
+				t.Fatalf("%d winners, want exactly 1", winners)
+			}
+			for i, res := range results {
+				if res.Outcome == HeldByOther && res.Holder.Username != winner {
+					t.Fatalf("racer %d was told %q holds it; the winner is %q", i, res.Holder.Username, winner)
+				}
+			}
+			if h, ok, err := stores[0].Check(bg, r); err != nil || !ok || h.Username != winner {
+				t.Fatalf("check = %+v %v %v; want %q", h, ok, err, winner)
+			}
+		})
+	}
+}
+
+// TestRedisValueFormat: the stored value is the contract's JSON, and a lock
+// left by the original Node server (same field order) is recognised.
+func TestRedisValueFormat(t *testing.T) {
+	be := backends(t, time.Minute)[1]
+	rdb := redisClient(t, be.srv)
+	st := NewRedisStore(rdb, time.Minute)
+	res, err := st.Acquire(bg, Resource{"member", "m-1"}, Owner{NumericUserID(1), `ad"min`}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rdb.Get(bg, "lock:member:m-1").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`{"userId":1,"username":"ad\"min","acquiredAt":%d}`, res.Holder.AcquiredAt)
+	if got != want {
+		t.Fatalf("stored value %s, want %s", got, want)
+	}
+	if ttl := rdb.PTTL(bg, "lock:member:m-1").Val(); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("PTTL %v, want within (0, 1m]", ttl)
+	}
+
+	// As written by the Node server's JSON.stringify + SET EX.
+	node := `{"userId":"u7","username":"admin","acquiredAt":1704067200000}`
+	if err := rdb.Set(bg, "lock:member:legacy", node, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	u7, _ := StringUserID("u7")
+	h, ok, err := st.Check(bg, Resource{"member", "legacy"})
+	if err != nil || !ok || h.UserID != u7 || h.AcquiredAt != 1704067200000 {
+		t.Fatalf("check legacy = %+v %v %v", h, ok, err)
+	}
+	if res, err := st.Acquire(bg, Resource{"member", "legacy"}, Owner{u7, "admin"}, 0); err != nil || res.Outcome != Refreshed {
+		t.Fatalf("owner re-acquire of legacy lock = %+v, %v", res, err)
+	}
+	if res, err := st.Release(bg, Resource{"member", "legacy"}, u7); err != nil || res.Outcome != Released {
+		t.Fatalf("owner release of legacy lock = %+v, %v", res, err)
+	}
+
+	// Garbage under a lock key is an error, not a panic or a fake holder.
+	if err := rdb.Set(bg, "lock:member:junk", "not json", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Check(bg, Resource{"member", "junk"}); err == nil || !strings.Contains(err.Error(), "decode lock value") {
+		t.Fatalf("check of garbage value: err=%v", err)
+	}
+}
+
+// TestRedisScriptsReloaded: after SCRIPT FLUSH (as after a restart) the
+// store re-sends its scripts on NOSCRIPT instead of failing; and the
+// per-user bookkeeping set expires by itself.
+func TestRedisScriptsReloaded(t *testing.T) {
+	be := backends(t, time.Minute)[1]
+	rdb := redisClient(t, be.srv)
+	st := NewRedisStore(rdb, time.Minute)
+	alice := Owner{NumericUserID(1), "alice"}
+	r := Resource{"member", "m1"}
+	if res, err := st.Acquire(bg, r, alice, 5); err != nil || res.Outcome != Taken {
+		t.Fatalf("acquire = %+v, %v", res, err)
+	}
+	if err := rdb.ScriptFlush(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := st.Acquire(bg, r, alice, 5); err != nil || res.Outcome != Refreshed {
+		t.Fatalf("acquire after SCRIPT FLUSH = %+v, %v", res, err)
+	}
+	if ttl := rdb.PTTL(bg, userKey(alice.UserID)).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("user set PTTL %v, want within (0, 1m]", ttl)
+	}
+	if err := rdb.ScriptFlush(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := st.Release(bg, r, alice.UserID); err != nil || res.Outcome != Released {
+		t.Fatalf("release after SCRIPT FLUSH = %+v, %v", res, err)
+	}
+	if err := rdb.ScriptFlush(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SweepExpired(bg, 10); err != nil {
+		t.Fatalf("sweep after SCRIPT FLUSH: %v", err)
+	}
+	if n := rdb.Exists(bg, r.Key(), userKey(alice.UserID), deadlinesKey).Val(); n != 0 {
+		t.Fatalf("%d keys left after the only lock was released", n)
+	}
+}

@@ -55,7 +55,7 @@ func newConformanceServer(logger *slog.Logger) *socketio.Server {
 		Logger:         logger,
 	})
 	srv.Of("/").OnConnection(func(s *socketio.Socket) {
-		_ = s.Emit("auth", s.Handshake().Auth)
+		emitAuthAfterConnect(s)
 		s.On("message", func(s *socketio.Socket, args socketio.Args, _ socketio.AckFunc) {
 			_ = s.Emit("message-back", args)
 		})
@@ -64,9 +64,23 @@ func newConformanceServer(logger *slog.Logger) *socketio.Server {
 		})
 	})
 	srv.Of("/custom").OnConnection(func(s *socketio.Socket) {
-		_ = s.Emit("auth", s.Handshake().Auth)
+		emitAuthAfterConnect(s)
 	})
 	return srv
+}
+
+// authDelay separates the "auth" event from the CONNECT reply. The server
+// coalesces queued frames into one write, so both usually reach the suite's
+// raw WebSocket in one TCP read; the ws library then fires both "message"
+// events in one tick, and the suite's one-shot listener (re-armed only after
+// an await) misses the second. Node's server writes each frame with its own
+// call, which hides the race there. Delaying the emit changes nothing the
+// protocol specifies: the server may emit any time after CONNECT.
+const authDelay = 20 * time.Millisecond
+
+func emitAuthAfterConnect(s *socketio.Socket) {
+	auth := s.Handshake().Auth
+	time.AfterFunc(authDelay, func() { _ = s.Emit("auth", auth) })
 }
 
 func runSocketIO(ctx context.Context, addr string) error {

@@ -224,22 +224,60 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// TableSpecs lists the tables to publish, for cdc. Columns stay empty: the
-// allow-list is enforced by routing; a publication column list is the
-// operator's choice (sql/publication.sql).
-func (c Config) TableSpecs() []cdc.TableSpec {
+// TableSpecs lists the tables to publish, for cdc. A table with a column
+// allow-list is published with a column list, so columns nobody may see
+// (password hashes...) never leave the database: the list is the allow-list
+// plus what walcast itself reads (key, audience and revocation columns) plus
+// the replica identity, without which PostgreSQL would refuse the
+// application's UPDATEs. identity maps each schema-qualified table to its
+// replica identity columns; a table missing from it, or mapped to nil
+// (REPLICA IDENTITY FULL), cannot have a column list on PostgreSQL 15 and is
+// published whole: the allow-list still keeps the other columns out of
+// every event.
+func (c Config) TableSpecs(identity map[string][]string) []cdc.TableSpec {
 	cc := c
 	cc.applyDefaults()
 	names := sortedKeys(cc.Tables)
-	if !cc.Users.Disabled && cc.Tables[cc.Users.Table] == nil {
+	usersOnly := !cc.Users.Disabled && cc.Tables[cc.Users.Table] == nil
+	if usersOnly {
 		names = append(names, cc.Users.Table)
 	}
 	specs := make([]cdc.TableSpec, 0, len(names))
 	for _, n := range names {
 		schema, table, _ := strings.Cut(n, ".")
-		specs = append(specs, cdc.TableSpec{Table: cdc.Table{Schema: schema, Name: table}})
+		spec := cdc.TableSpec{Table: cdc.Table{Schema: schema, Name: table}}
+		var cols []string
+		if t := cc.Tables[n]; t != nil && len(t.Columns) > 0 {
+			cols = append(cols, t.Columns...)
+			cols = append(cols, t.Key...)
+			for _, room := range t.Audience {
+				tpl, _ := parseRoomTemplate(room)
+				cols = append(cols, tpl.columns()...)
+			}
+		}
+		if (len(cols) > 0 || usersOnly) && n == cc.Users.Table && !cc.Users.Disabled {
+			cols = append(cols, cc.Users.IDColumn, cc.Users.RoleColumn)
+			if cc.Users.LockedUntilColumn != "-" {
+				cols = append(cols, cc.Users.LockedUntilColumn)
+			}
+		}
+		if ident, ok := identity[n]; ok && ident != nil && len(cols) > 0 {
+			cols = append(cols, ident...)
+			spec.Columns = uniqueStrings(cols)
+		}
+		specs = append(specs, spec)
 	}
 	return specs
+}
+
+func uniqueStrings(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // CheckSchema verifies every configured table and column against the

@@ -261,16 +261,39 @@ func TestCheckSchemaListsWhatExists(t *testing.T) {
 	}
 }
 
-func TestTableSpecsIncludeUsersTable(t *testing.T) {
+func TestTableSpecs(t *testing.T) {
 	cfg, err := Parse([]byte("tables:\n  orders:\n    event: order:update\n    audience: [all]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, s := range cfg.TableSpecs() {
-		names = append(names, s.Table.String())
+	var got []string
+	for _, s := range cfg.TableSpecs(map[string][]string{"public.users": {"id"}}) {
+		got = append(got, s.String())
 	}
-	if !reflect.DeepEqual(names, []string{"public.orders", "public.users"}) {
-		t.Fatalf("specs = %v", names)
+	// A routed table without an allow-list is published whole; the users
+	// table, read only for revocation, only with what revocation reads.
+	if want := []string{"public.orders", "public.users(id,role,locked_until)"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("specs = %v, want %v", got, want)
+	}
+
+	got = got[:0]
+	identity := map[string][]string{"public.members": {"id"}, "public.donations": nil, "public.users": {"id"}, "public.settings": {"singleton_id"}}
+	for _, s := range GraceGiver().TableSpecs(identity) {
+		got = append(got, s.String())
+	}
+	want := []string{
+		"public.donations",
+		"public.members",
+		"public.settings(name,address,phone,email,tax_id,singleton_id)",
+		"public.users(id,username,role,email,created_at,must_change_password,member_id,locked_until)",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("GraceGiver specs =\n%v\nwant\n%v", got, want)
+	}
+	// Without a known replica identity no column list is possible.
+	for _, s := range GraceGiver().TableSpecs(nil) {
+		if len(s.Columns) > 0 {
+			t.Fatalf("%s has a column list without a known identity", s)
+		}
 	}
 }

@@ -143,15 +143,23 @@ func (v *Verifier) Verify(raw string) (*Identity, error) {
 
 // FromHandshake picks the token from the Socket.IO auth payload
 // ({token: "..."}), falling back to an "Authorization: Bearer" header for
-// non-browser clients. A non-string token counts as no token.
+// non-browser clients. As in the original server, a token that JavaScript
+// counts as false (missing, null, false, 0, "") is no token; any other
+// non-string (42, {}) is returned as its JSON text, so it fails
+// verification as an invalid token.
 func FromHandshake(auth json.RawMessage, authorization string) string {
 	if len(bytes.TrimSpace(auth)) > 0 {
 		var a struct {
-			Token any `json:"token"`
+			Token json.RawMessage `json:"token"`
 		}
-		if json.Unmarshal(auth, &a) == nil {
-			if s, ok := a.Token.(string); ok && s != "" {
-				return s
+		if json.Unmarshal(auth, &a) == nil && len(a.Token) > 0 {
+			var s string
+			if json.Unmarshal(a.Token, &s) == nil {
+				if s != "" {
+					return s
+				}
+			} else if !jsFalsy(a.Token) {
+				return string(a.Token)
 			}
 		}
 	}
@@ -159,6 +167,17 @@ func FromHandshake(auth json.RawMessage, authorization string) string {
 		return strings.TrimSpace(rest)
 	}
 	return ""
+}
+
+// jsFalsy reports whether a non-string JSON value is false in JavaScript.
+func jsFalsy(v json.RawMessage) bool {
+	switch t := string(bytes.TrimSpace(v)); t {
+	case "null", "false":
+		return true
+	default:
+		var f float64
+		return json.Unmarshal(v, &f) == nil && f == 0
+	}
 }
 
 func identityFrom(c jwt.MapClaims) (*Identity, error) {

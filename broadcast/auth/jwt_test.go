@@ -165,7 +165,11 @@ func TestFromHandshake(t *testing.T) {
 	}{
 		{`{"token":"abc"}`, "", "abc"},
 		{`{"token":""}`, "Bearer hdr", "hdr"},
-		{`{"token":5}`, "", ""},
+		{`{"token":5}`, "", "5"},
+		{`{"token":0}`, "", ""},
+		{`{"token":false}`, "", ""},
+		{`{"token":null}`, "Bearer h", "h"},
+		{`{"token":{"a":1}}`, "", `{"a":1}`},
 		{``, "Bearer  xyz ", "xyz"},
 		{`null`, "Basic foo", ""},
 		{`[1]`, "", ""},

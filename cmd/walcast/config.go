@@ -98,7 +98,16 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 		if v, ok := envMap[s.env]; ok {
 			def = v
 		}
-		vals[s.flag] = fs.String(s.flag, def, fmt.Sprintf("%s [$%s]", s.usage, s.env))
+		usage := fmt.Sprintf("%s [$%s]", s.usage, s.env)
+		if boolSettings[s.flag] {
+			// Registered as a boolean flag so a bare --lock-renew means true;
+			// the value is still checked below, with the env's.
+			v := def
+			fs.Var(boolFlag{&v}, s.flag, usage)
+			vals[s.flag] = &v
+			continue
+		}
+		vals[s.flag] = fs.String(s.flag, def, usage)
 	}
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: walcast serve [flags]\n\nEvery flag can also be set by the environment variable shown; the flag wins.")
@@ -201,6 +210,21 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 	}
 	return s, nil
 }
+
+// boolSettings are the on/off settings: flags that may be given bare.
+var boolSettings = map[string]bool{"recreate-slot": true, "lock-renew": true, "lock-release-on-disconnect": true}
+
+// boolFlag is a string-valued flag that the flag package treats as boolean.
+type boolFlag struct{ p *string }
+
+func (b boolFlag) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return *b.p
+}
+func (b boolFlag) Set(v string) error { *b.p = v; return nil }
+func (b boolFlag) IsBoolFlag() bool   { return true }
 
 func walcastEnvNames() []string {
 	var names []string

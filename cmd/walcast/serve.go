@@ -68,7 +68,8 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 			return nil, err
 		}
 	}
-	if err := checkSchema(ctx, cfg.DatabaseURL, &rcfg, log); err != nil {
+	identity, err := checkSchema(ctx, cfg.DatabaseURL, &rcfg, log)
+	if err != nil {
 		return nil, err
 	}
 	router, err := route.New(rcfg, log)
@@ -83,7 +84,7 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 		ConnString:   cfg.DatabaseURL,
 		Publication:  cfg.Publication,
 		Slot:         cfg.Slot,
-		Tables:       rcfg.TableSpecs(),
+		Tables:       rcfg.TableSpecs(identity),
 		RecreateSlot: cfg.RecreateSlot,
 		Logger:       log,
 	}
@@ -205,7 +206,7 @@ func (s *server) ready() (bool, string) {
 	case cdc.StateLeader:
 		return true, "reading the replication slot"
 	case cdc.StateStandby:
-		return false, "standby: another instance reads the replication slot and REDIS_URL does not carry its events here"
+		return false, "standby: another instance reads the replication slot, and events do not cross instances (no cross-instance adapter yet)"
 	default:
 		msg := "replication " + st.State.String()
 		if st.LastError != nil {
@@ -448,12 +449,14 @@ func (s *server) revoke(u route.UserChange) {
 	}
 }
 
-// checkSchema verifies the routing config against the live schema and fills
-// each table's key from its primary key when the config names none.
-func checkSchema(ctx context.Context, dsn string, rcfg *route.Config, log *slog.Logger) error {
+// checkSchema verifies the routing config against the live schema, fills
+// each table's key from its primary key when the config names none, and
+// returns each published table's replica identity columns (nil for
+// REPLICA IDENTITY FULL), which decide its publication column list.
+func checkSchema(ctx context.Context, dsn string, rcfg *route.Config, log *slog.Logger) (map[string][]string, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("connect to database: %w", err)
+		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	defer conn.Close(ctx)
 	rows, err := conn.Query(ctx, `
@@ -465,41 +468,70 @@ func checkSchema(ctx context.Context, dsn string, rcfg *route.Config, log *slog.
 		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
 		ORDER BY 1, a.attnum`)
 	if err != nil {
-		return fmt.Errorf("read schema: %w", err)
+		return nil, fmt.Errorf("read schema: %w", err)
 	}
 	existing := map[string][]string{}
 	for rows.Next() {
 		var table, column string
 		if err := rows.Scan(&table, &column); err != nil {
-			return fmt.Errorf("read schema: %w", err)
+			return nil, fmt.Errorf("read schema: %w", err)
 		}
 		existing[table] = append(existing[table], column)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read schema: %w", err)
+		return nil, fmt.Errorf("read schema: %w", err)
 	}
 	if err := rcfg.CheckSchema(existing); err != nil {
-		return fmt.Errorf("routing config does not match the database: %w", err)
+		return nil, fmt.Errorf("routing config does not match the database: %w", err)
 	}
-	for name, t := range rcfg.Tables {
-		qname := route.QualifiedName(name)
-		var pk []string
-		var identity string
+	identity := map[string][]string{}
+	for _, spec := range rcfg.TableSpecs(nil) {
+		qname := spec.Table.String()
+		var replident string
+		var pk, identCols []string
 		err := conn.QueryRow(ctx, `
 			SELECT c.relreplident::text,
-			       coalesce((SELECT array_agg(a.attname ORDER BY array_position(i.indkey::int2[], a.attnum))
+			       coalesce((SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
 			                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-			                 WHERE i.indrelid = c.oid AND i.indisprimary), '{}')
-			FROM pg_class c WHERE c.oid = $1::regclass`, qname).Scan(&identity, &pk)
+			                 WHERE i.indrelid = c.oid AND i.indisprimary), '{}'),
+			       coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
+			                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+			                 WHERE i.indrelid = c.oid
+			                   AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))), '{}')
+			FROM pg_class c WHERE c.oid = $1::regclass`, qname).Scan(&replident, &pk, &identCols)
 		if err != nil {
-			return fmt.Errorf("read key of %s: %w", qname, err)
+			return nil, fmt.Errorf("read key of %s: %w", qname, err)
+		}
+		if replident == "f" {
+			identity[qname] = nil
+		} else if len(identCols) > 0 {
+			identity[qname] = identCols
+		}
+		t := tableConfig(rcfg, qname)
+		if t == nil {
+			continue // read only to revoke sockets
 		}
 		if len(t.Key) == 0 && allAllowed(t, pk) {
 			t.Key = pk
 		}
-		if identity != "f" && audienceNeedsOldRow(t) {
+		if replident != "f" && audienceNeedsOldRow(t) {
 			log.Warn("table's audience uses a non-key column but the table lacks REPLICA IDENTITY FULL: its DELETEs reach only the fixed rooms, and moves are not detected",
 				"table", qname, "fix", fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL;", qname))
+		}
+		if replident == "f" && len(t.Columns) > 0 {
+			log.Info("table has REPLICA IDENTITY FULL, so PostgreSQL 15 cannot publish it with a column list: every column enters the replication stream; the allow-list still keeps the others out of events",
+				"table", qname)
+		}
+	}
+	return identity, nil
+}
+
+// tableConfig finds a table's route by its schema-qualified name, whether
+// the config spells it qualified or not.
+func tableConfig(rcfg *route.Config, qname string) *route.TableConfig {
+	for name, t := range rcfg.Tables {
+		if route.QualifiedName(name) == qname {
+			return t
 		}
 	}
 	return nil

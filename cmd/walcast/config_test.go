@@ -1,0 +1,113 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseServeDefaultsAndPrecedence(t *testing.T) {
+	s, err := parseServe(nil, []string{"DATABASE_URL=postgres://x/db", "JWT_SECRET= spaced secret "}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Listen != ":8080" || s.Path != "/socket.io/" || s.Slot != "walcast" || s.Publication != "walcast" ||
+		s.JWTAlgorithm != "HS256" || s.LockTTL != 15*time.Minute || s.ExpiryWarning != time.Minute ||
+		s.LogLevel != slog.LevelInfo || s.LogFormat != "text" || s.RedisURL != "" || s.CORSOrigins != nil {
+		t.Errorf("defaults: %+v", s)
+	}
+	if s.JWTSecret != " spaced secret " {
+		t.Errorf("secret %q was altered; secrets are taken verbatim", s.JWTSecret)
+	}
+
+	s, err = parseServe(
+		[]string{"--slot", "from_flag", "--path", "/rt", "--lock-ttl", "30s", "--cors-origins", "https://a.example, https://b.example", "--log-format", "json", "--lock-renew"},
+		[]string{"DATABASE_URL=postgres://x/db", "JWT_SECRET=s", "WALCAST_SLOT=from_env", "WALCAST_PUBLICATION=pub_env", "WALCAST_LOG_LEVEL=debug", "REDIS_URL=redis://127.0.0.1:6379"},
+		io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Slot != "from_flag" {
+		t.Errorf("slot %q: the flag must win over WALCAST_SLOT", s.Slot)
+	}
+	if s.Publication != "pub_env" || s.LogLevel != slog.LevelDebug || s.RedisURL != "redis://127.0.0.1:6379" {
+		t.Errorf("environment not applied: %+v", s)
+	}
+	if s.Path != "/rt/" || s.LockTTL != 30*time.Second || s.LogFormat != "json" || !s.LockRenew ||
+		!slices.Equal(s.CORSOrigins, []string{"https://a.example", "https://b.example"}) {
+		t.Errorf("flags not applied: %+v", s)
+	}
+}
+
+// TestParseServeRefusals: each bad setting fails with a message naming it.
+func TestParseServeRefusals(t *testing.T) {
+	ok := []string{"DATABASE_URL=postgres://x/db", "JWT_SECRET=s"}
+	cases := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"unknown flag", []string{"--lissten", ":1"}, ok, "-lissten"},
+		{"stray argument", []string{"extra"}, ok, `unexpected argument "extra"`},
+		{"unknown WALCAST_ variable", nil, append(ok, "WALCAST_SLOTT=x"), "WALCAST_SLOTT"},
+		{"no database url", nil, []string{"JWT_SECRET=s"}, "--database-url (DATABASE_URL) is required"},
+		{"no secret nor key", nil, []string{"DATABASE_URL=postgres://x/db"}, "--jwt-secret (JWT_SECRET) is required"},
+		{"secret and key", []string{"--jwt-public-key", "k.pem"}, ok, "--jwt-secret and --jwt-public-key contradict"},
+		{"HS256 with a key", []string{"--jwt-algorithm", "hs256", "--jwt-public-key", "k.pem"}, []string{"DATABASE_URL=postgres://x/db"}, "--jwt-algorithm HS256 needs --jwt-secret"},
+		{"RS256 without a key", []string{"--jwt-algorithm", "RS256"}, ok, "--jwt-algorithm RS256 needs --jwt-public-key"},
+		{"unknown algorithm", nil, append(ok, "JWT_ALGORITHM=none"), `--jwt-algorithm: "NONE"`},
+		{"bad log level", []string{"--log-level", "loud"}, ok, "--log-level"},
+		{"bad log format", nil, append(ok, "WALCAST_LOG_FORMAT=xml"), "--log-format"},
+		{"relative path", []string{"--path", "socket.io"}, ok, "--path"},
+		{"bad redis url", nil, append(ok, "REDIS_URL=localhost:6379"), "--redis-url"},
+		{"wildcard with origins", []string{"--cors-origins", "*,https://a.example"}, ok, "--cors-origins"},
+		{"bad duration", []string{"--lock-ttl", "15"}, ok, "--lock-ttl"},
+		{"zero duration", nil, append(ok, "WALCAST_TOKEN_EXPIRY_WARNING=0s"), "--token-expiry-warning"},
+		{"bad boolean", []string{"--lock-renew=maybe"}, ok, "--lock-renew"},
+		{"bad boolean from env", nil, append(ok, "WALCAST_RECREATE_SLOT=sometimes"), "--recreate-slot"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr strings.Builder
+			s, err := parseServe(tc.args, tc.env, &stderr)
+			if err == nil {
+				t.Fatalf("accepted: %+v", s)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not name %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestParseServeBooleans: on/off settings work bare, with =value, and from
+// the environment, the flag winning.
+func TestParseServeBooleans(t *testing.T) {
+	base := []string{"DATABASE_URL=postgres://x/db", "JWT_SECRET=s"}
+	cases := []struct {
+		args []string
+		env  []string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--recreate-slot"}, nil, true},
+		{[]string{"--recreate-slot=true"}, nil, true},
+		{nil, []string{"WALCAST_RECREATE_SLOT=yes"}, true},
+		{[]string{"--recreate-slot=false"}, []string{"WALCAST_RECREATE_SLOT=true"}, false},
+		{[]string{"--recreate-slot=0"}, nil, false},
+	}
+	for _, tc := range cases {
+		s, err := parseServe(tc.args, append(slices.Clone(base), tc.env...), io.Discard)
+		if err != nil {
+			t.Errorf("%v %v: %v", tc.args, tc.env, err)
+			continue
+		}
+		if s.RecreateSlot != tc.want {
+			t.Errorf("%v %v: RecreateSlot = %v, want %v", tc.args, tc.env, s.RecreateSlot, tc.want)
+		}
+	}
+}

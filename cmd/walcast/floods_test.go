@@ -1,0 +1,105 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/walcast/walcast/e2e/sioclient"
+)
+
+// TestFloodsAndNoise: a bulk UPDATE is one RESYNC, a login is nothing.
+func TestFloodsAndNoise(t *testing.T) {
+	dsn := newDB(t)
+	// Written before walcast starts, so none of it is streamed.
+	execSQLT(t, dsn,
+		`INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'B')`,
+		`INSERT INTO donations (member_id, amount, fund) SELECT 'm-1', g, 'Tithes' FROM generate_series(1, 5000) g`,
+		`INSERT INTO users (username, password_hash, role) VALUES ('old', 'x', 'viewer')`, // id 1
+	)
+	in := startWalcast(t, dsn, serveOpts{})
+	const admin, viewer = 0, 1
+	c := connect(t, in, mint(t, 9001, "adm", "super_admin", nil, time.Hour), mint(t, 9002, "v", "viewer", "m-2", time.Hour))
+
+	execSQLT(t, dsn, `UPDATE donations SET notes = 'bulk'`)
+	barrier(t, dsn, c, admin, viewer)
+	for _, i := range []int{admin, viewer} {
+		wantPayloads(t, "after a 5,000-row UPDATE", withoutBarriers(events(c, i, "")), [][2]string{{"donation:update", `{"type":"RESYNC"}`}})
+	}
+
+	// TRUNCATE is a RESYNC too; a flat-row table (settings) sends nothing
+	// for DELETE or TRUNCATE, as there is no envelope to say it in.
+	execSQLT(t, dsn, `TRUNCATE donations`)
+	barrier(t, dsn, c, admin)
+	execSQLT(t, dsn, `DELETE FROM settings`, `INSERT INTO settings (name) VALUES ('after-delete')`)
+	waitEvents(t, c, admin, "settings:update", 3, 10*time.Second) // two barriers, then this one
+	wantPayloads(t, "after TRUNCATE donations and DELETE FROM settings", withoutBarriers(events(c, admin, "")), [][2]string{
+		{"donation:update", `{"type":"RESYNC"}`},
+		{"donation:update", `{"type":"RESYNC"}`},
+		{"settings:update", `{"name":"after-delete","address":null,"phone":null,"email":null,"taxId":null}`},
+	})
+
+	// A user created while walcast runs, then logins: only the columns
+	// outside the allow-list change, so nothing goes out.
+	execSQLT(t, dsn, `INSERT INTO users (username, password_hash, role, created_at) VALUES ('new', 'x', 'viewer', '2026-01-01T00:00:00Z')`) // id 2
+	waitEvents(t, c, admin, "user:update", 1, 10*time.Second)
+	execSQLT(t, dsn,
+		`UPDATE users SET last_login_at = now(), failed_login_attempts = 0 WHERE id = 2`,
+		`UPDATE users SET last_login_at = now(), failed_login_attempts = 0, updated_at = now() WHERE id = 2`,
+		`UPDATE users SET failed_login_attempts = failed_login_attempts + 1 WHERE id = 2`,
+	)
+	barrier(t, dsn, c, admin)
+	if got := events(c, admin, "user:update"); len(got) != 1 {
+		t.Errorf("login-only UPDATEs of a user walcast has seen sent user:update: %s", dumpLines(c))
+	}
+
+	// A user that existed before walcast started: walcast has no memory of
+	// what it last sent for it and, without REPLICA IDENTITY FULL on users,
+	// no old row, so its first login after start goes out once (a known
+	// limitation, reported); from then on logins send nothing.
+	execSQLT(t, dsn, `UPDATE users SET last_login_at = now(), failed_login_attempts = 0 WHERE id = 1`)
+	barrier(t, dsn, c, admin)
+	execSQLT(t, dsn, `UPDATE users SET last_login_at = now(), failed_login_attempts = 0 WHERE id = 1`)
+	barrier(t, dsn, c, admin)
+	if got := events(c, admin, "user:update"); len(got) != 2 {
+		t.Errorf("logins of a user that existed before walcast started: %d user:update events, want 2 (its first login only):\n%s", len(got), dumpLines(c))
+	}
+}
+
+// TestRevocation: the WAL cuts a deleted, demoted or locked-out user's
+// sockets at once, and nobody else's.
+func TestRevocation(t *testing.T) {
+	dsn := newDB(t)
+	execSQLT(t, dsn, `INSERT INTO users (username, password_hash, role) VALUES ('a', 'x', 'viewer'), ('b', 'x', 'manager'), ('c', 'x', 'viewer'), ('d', 'x', 'viewer')`)
+	in := startWalcast(t, dsn, serveOpts{})
+	c := connect(t, in,
+		mint(t, 1, "a", "viewer", nil, time.Hour),  // 0: demoted... promoted: role changes
+		mint(t, 1, "a", "viewer", nil, time.Hour),  // 1: a's second tab
+		mint(t, 2, "b", "manager", nil, time.Hour), // 2: deleted
+		mint(t, 3, "c", "viewer", nil, time.Hour),  // 3: locked out
+		mint(t, 4, "d", "viewer", nil, time.Hour),  // 4: unaffected
+	)
+	disconnected := func(i int) sioclient.Line {
+		return c.WaitFor(10*time.Second, func(l sioclient.Line) bool { return l.Kind == "disconnect" && l.Client == i })
+	}
+	for _, step := range []struct {
+		sql     string
+		sockets []int
+	}{
+		{`UPDATE users SET role = 'admin' WHERE id = 1`, []int{0, 1}},
+		{`DELETE FROM users WHERE id = 2`, []int{2}},
+		{`UPDATE users SET locked_until = now() + interval '15 minutes', failed_login_attempts = 5 WHERE id = 3`, []int{3}},
+	} {
+		execSQLT(t, dsn, step.sql)
+		for _, i := range step.sockets {
+			if l := disconnected(i); l.Reason != "io server disconnect" {
+				t.Errorf("%s: socket %d disconnected with %q, want io server disconnect", step.sql, i, l.Reason)
+			}
+		}
+	}
+	// d's own row changing harmlessly keeps it connected.
+	execSQLT(t, dsn, `UPDATE users SET email = 'd@example.org' WHERE id = 4`)
+	barrier(t, dsn, c, 4)
+	if n := c.Count(func(l sioclient.Line) bool { return l.Kind == "disconnect" && l.Client == 4 }); n != 0 {
+		t.Errorf("unaffected user's socket was disconnected:\n%s", dumpLines(c))
+	}
+}

@@ -1,0 +1,416 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
+	"github.com/walcast/walcast/sql"
+)
+
+// The end-to-end tests run the real binary against one shared PostgreSQL
+// (a fresh database per test) and talk to it with the official
+// socket.io-client, because the product is the process, not its functions.
+var (
+	pg         *pgtest.Server
+	walcastBin string
+)
+
+const testSecret = "test-secret-of-the-gracegiver-app"
+
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "walcast-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	walcastBin = filepath.Join(dir, "walcast")
+	args := []string{"build", "-o", walcastBin}
+	if raceEnabled {
+		// The server's goroutines are where races would be: run it under
+		// the detector whenever the tests are.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "go build ./cmd/walcast:", err)
+		return 1
+	}
+	// Every test makes its own slot (they are cluster-wide); the default
+	// of 10 is too few even with each test dropping its slot at the end.
+	opts := pgtest.Options{Settings: map[string]string{"max_replication_slots": "40", "max_wal_senders": "40"}}
+	if pg, err = pgtest.Start(opts); err != nil {
+		fmt.Fprintln(os.Stderr, "start PostgreSQL:", err)
+		return 1
+	}
+	defer pg.Close()
+	return m.Run()
+}
+
+// newDB creates a fresh database holding the example GraceGiver schema.
+func newDB(t *testing.T) string {
+	t.Helper()
+	dsn := pg.NewDatabase(t)
+	execSQLT(t, dsn, sql.GraceGiverSchema)
+	return dsn
+}
+
+func execSQLT(t testing.TB, dsn string, stmts ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			t.Fatalf("exec %q: %v", s, err)
+		}
+	}
+}
+
+func queryInt(t testing.TB, dsn, q string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+var slotSeq atomic.Int64
+
+// uniqueSlot names a slot no other test uses: slots are cluster-wide while
+// databases are per test.
+func uniqueSlot() string { return fmt.Sprintf("walcast_t%d_%d", os.Getpid(), slotSeq.Add(1)) }
+
+// syncBuffer collects a process's output while it runs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// instance is one `walcast serve` subprocess.
+type instance struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	URL  string // http://127.0.0.1:port
+	DSN  string
+	Slot string
+	Pub  string
+	logs *syncBuffer
+	done chan struct{}
+	err  error // set when done is closed
+}
+
+type serveOpts struct {
+	slot, pub string   // default: a unique slot, publication "walcast"
+	args      []string // extra flags
+	env       []string // extra environment
+	notReady  bool     // do not wait for /readyz (e.g. a standby)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startWalcast runs `walcast serve` on a free port and waits until it
+// answers /healthz (and /readyz unless o.notReady). It is stopped with
+// SIGTERM when the test ends; its log is printed if the test failed.
+func startWalcast(t *testing.T, dsn string, o serveOpts) *instance {
+	t.Helper()
+	if o.slot == "" {
+		o.slot = uniqueSlot()
+	}
+	if o.pub == "" {
+		o.pub = "walcast"
+	}
+	port := freePort(t)
+	args := append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--slot", o.slot, "--publication", o.pub, "--log-level", "debug"}, o.args...)
+	cmd := exec.Command(walcastBin, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "DATABASE_URL=" + dsn, "JWT_SECRET=" + testSecret}, o.env...)
+	in := &instance{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DSN: dsn, Slot: o.slot, Pub: o.pub, logs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = in.logs, in.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start walcast: %v", err)
+	}
+	go func() { in.err = cmd.Wait(); close(in.done) }()
+	t.Cleanup(func() {
+		in.stop()
+		dropSlot(t, dsn, o.slot)
+		if t.Failed() {
+			t.Logf("walcast %s log:\n%s", in.URL, in.logs.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body := in.get("/readyz")
+		if code == http.StatusOK || (o.notReady && code != 0) {
+			break
+		}
+		select {
+		case <-in.done:
+			t.Fatalf("walcast exited before it was ready (%v):\n%s", in.err, in.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("walcast not ready after 60s (last /readyz %d %s):\n%s", code, body, in.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return in
+}
+
+// dropSlot drops a test's slot once no walcast reads it: a slot left
+// behind pins WAL and counts against max_replication_slots.
+func dropSlot(t *testing.T, dsn, slot string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Logf("drop slot %s: %v", slot, err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot); err != nil {
+		t.Logf("drop slot %s: %v", slot, err)
+	}
+}
+
+// get returns the status and body of an HTTP GET, or 0 when it failed.
+func (in *instance) get(path string) (int, string) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(in.URL + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// stop sends SIGTERM and returns the exit error (nil for exit 0).
+func (in *instance) stop() error {
+	select {
+	case <-in.done:
+		return in.err
+	default:
+	}
+	_ = in.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-in.done:
+	case <-time.After(20 * time.Second):
+		in.t.Errorf("walcast did not exit 20s after SIGTERM; killing it")
+		_ = in.cmd.Process.Kill()
+		<-in.done
+	}
+	return in.err
+}
+
+// mint mints a token shaped like GraceGiver's: {id, username, role,
+// memberId, iat, exp}, HS256.
+func mint(t testing.TB, id any, username, role string, memberID any, ttl time.Duration) string {
+	t.Helper()
+	return signClaims(t, jwt.SigningMethodHS256, []byte(testSecret), gracegiverClaims(id, username, role, memberID, ttl))
+}
+
+func gracegiverClaims(id any, username, role string, memberID any, ttl time.Duration) jwt.MapClaims {
+	now := time.Now()
+	return jwt.MapClaims{"id": id, "username": username, "role": role, "memberId": memberID, "iat": now.Unix(), "exp": now.Add(ttl).Unix()}
+}
+
+func signClaims(t testing.TB, m jwt.SigningMethod, key any, c jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(m, c).SignedString(key)
+	if err != nil {
+		t.Fatalf("sign token: %v", err)
+	}
+	return s
+}
+
+func authOf(tok string) map[string]any { return map[string]any{"token": tok} }
+
+// connect starts one official-client process with one socket per token and
+// fails unless every socket connected.
+func connect(t *testing.T, in *instance, tokens ...string) *sioclient.Client {
+	t.Helper()
+	auths := make([]any, len(tokens))
+	for i, tok := range tokens {
+		auths[i] = authOf(tok)
+	}
+	c := sioclient.Start(t, in.URL, sioclient.ClientConfig{Count: len(tokens), Auths: auths})
+	for i := range tokens {
+		l := c.WaitFor(10*time.Second, func(l sioclient.Line) bool {
+			return l.Client == i && (l.Kind == "connect" || l.Kind == "connect_error")
+		})
+		if l.Kind != "connect" {
+			t.Fatalf("socket %d refused: %s", i, l.Raw)
+		}
+	}
+	return c
+}
+
+// events returns the events named name (all when "") that socket i got.
+func events(c *sioclient.Client, i int, name string) []sioclient.Line {
+	var out []sioclient.Line
+	for _, l := range c.Lines() {
+		if l.Kind == "event" && l.Client == i && (name == "" || l.Event == name) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// waitEvents waits until socket i got n events named name and returns them.
+func waitEvents(t *testing.T, c *sioclient.Client, i int, name string, n int, timeout time.Duration) []sioclient.Line {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := events(c, i, name)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %d: %d %q events after %s, want %d; all lines:\n%s", i, len(got), name, timeout, n, dumpLines(c))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func dumpLines(c *sioclient.Client) string {
+	var b strings.Builder
+	for _, l := range c.Lines() {
+		b.Write(l.Raw)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// barrierSeq numbers sentinel settings updates.
+var barrierSeq atomic.Int64
+
+// barrier commits a settings change (audience: everyone) and waits until
+// every listed socket got it. Events reach a socket in commit order, so
+// whatever an earlier transaction sent a socket has arrived by then: the
+// "got nothing else" checks need no sleeps.
+func barrier(t *testing.T, dsn string, c *sioclient.Client, sockets ...int) {
+	t.Helper()
+	name := fmt.Sprintf("barrier-%d", barrierSeq.Add(1))
+	execSQLT(t, dsn, fmt.Sprintf(`INSERT INTO settings (name) VALUES ('%s')
+		ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`, name))
+	for _, i := range sockets {
+		c.WaitFor(15*time.Second, func(l sioclient.Line) bool {
+			if l.Kind != "event" || l.Client != i || l.Event != "settings:update" {
+				return false
+			}
+			var p struct{ Name string }
+			return l.Arg(0, &p) == nil && p.Name == name
+		})
+	}
+}
+
+// withoutBarriers drops the sentinel settings events.
+func withoutBarriers(ls []sioclient.Line) []sioclient.Line {
+	var out []sioclient.Line
+	for _, l := range ls {
+		var p struct{ Name string }
+		if l.Event == "settings:update" && l.Arg(0, &p) == nil && strings.HasPrefix(p.Name, "barrier-") {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// jsonEqual compares JSON by value with types kept: 1 and "1" differ.
+func jsonEqual(t testing.TB, got json.RawMessage, want string) bool {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("decode %s: %v", got, err)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatalf("decode want %s: %v", want, err)
+	}
+	return reflect.DeepEqual(g, w)
+}
+
+// wantPayloads checks events' names and first arguments in order.
+func wantPayloads(t *testing.T, who string, got []sioclient.Line, want [][2]string) {
+	t.Helper()
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		ok = got[i].Event == want[i][0] && len(got[i].Args) == 1 && jsonEqual(t, got[i].Args[0], want[i][1])
+	}
+	if ok {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: events differ\n got:\n", who)
+	for _, l := range got {
+		fmt.Fprintf(&b, "   %s %s\n", l.Event, joinRaw(l.Args))
+	}
+	b.WriteString(" want:\n")
+	for _, w := range want {
+		fmt.Fprintf(&b, "   %s %s\n", w[0], w[1])
+	}
+	t.Error(b.String())
+}
+
+func joinRaw(args []json.RawMessage) string {
+	var parts []string
+	for _, a := range args {
+		parts = append(parts, string(a))
+	}
+	return strings.Join(parts, ", ")
+}

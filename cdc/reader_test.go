@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -560,7 +561,6 @@ func TestTeardown(t *testing.T) {
 	}
 }
 
-
 func TestStartLSNSkipsEarlierTransactions(t *testing.T) {
 	dsn, conn := newDB(t, srv, "CREATE TABLE items (id int PRIMARY KEY)")
 	cfg := testConfig(t, dsn, "items")
@@ -606,5 +606,112 @@ func TestConsumerErrorRedelivers(t *testing.T) {
 	}
 	if st := rr.r.Status(); st.LastError == nil || !strings.Contains(st.LastError.Error(), "redis is down") {
 		t.Errorf("last error %v", st.LastError)
+	}
+}
+
+// After a bulk transaction (where the receiver pauses between reads to
+// take many messages at once) small transactions must still arrive whole,
+// in commit order, and be acknowledged up to the last one.
+func TestBulkThenSmallTransactions(t *testing.T) {
+	dsn, conn := newDB(t, srv, "CREATE TABLE items (id int PRIMARY KEY)")
+	cfg := testConfig(t, dsn, "items")
+	mustSetup(t, cfg)
+	rec := &recorder{}
+	rr := startReader(t, cfg, rec)
+
+	const bulk, small = 3000, 30
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO items SELECT g FROM generate_series(1, %d) g", bulk))
+	for i := 1; i <= small; i++ {
+		mustExec(t, conn, fmt.Sprintf("INSERT INTO items VALUES (%d)", -i))
+	}
+	eventually(t, time.Minute, "every transaction", func() bool { return rec.numTx() >= 1+small })
+
+	txs := rec.txs()
+	if len(txs) != 1+small {
+		t.Fatalf("got %d transactions, want %d", len(txs), 1+small)
+	}
+	for i, tx := range txs {
+		want := []string{strconv.Itoa(-i)}
+		if i == 0 {
+			want = make([]string, bulk)
+			for j := range want {
+				want[j] = strconv.Itoa(j + 1)
+			}
+		}
+		if len(tx.changes) != len(want) {
+			t.Fatalf("transaction %d has %d changes, want %d", i, len(tx.changes), len(want))
+		}
+		for j, c := range tx.changes {
+			if id, _ := colText(c.New, "id"); id != want[j] || c.Position != j || c.Tx.CommitLSN != tx.tx.CommitLSN {
+				t.Fatalf("transaction %d change %d: id %s position %d commit %s, want id %s position %d commit %s",
+					i, j, id, c.Position, c.Tx.CommitLSN, want[j], j, tx.tx.CommitLSN)
+			}
+		}
+		if i > 0 && tx.tx.CommitLSN <= txs[i-1].tx.CommitLSN {
+			t.Fatalf("transaction %d commit %s not after %s", i, tx.tx.CommitLSN, txs[i-1].tx.CommitLSN)
+		}
+	}
+	last := txs[small].tx.EndLSN
+	eventually(t, 30*time.Second, "the last transaction to be confirmed", func() bool { return rr.r.Status().Confirmed >= last })
+}
+
+// The pause doubles while fewer than batchLen messages arrive per pause
+// and halves once more do, within [minPause, maxPause]; with a read's
+// worth of data waiting in the socket there is no pause at all.
+func TestPacerAdapts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+
+	p := pacer{pause: minPause, socket: newSocketProbe(client)}
+	if n := p.socket.unread(); n != 0 {
+		t.Fatalf("unread on an idle socket: %d, want 0", n)
+	}
+	steps := []struct {
+		decoded int
+		want    time.Duration
+	}{
+		{0, 2 * minPause},
+		{batchLen - 1, 4 * minPause},
+		{1, 8 * minPause},
+		{1, 16 * minPause},
+		{1, maxPause},
+		{batchLen, maxPause / 2},
+		{10 * batchLen, maxPause / 4},
+		{batchLen, maxPause / 8},
+		{batchLen, maxPause / 16},
+		{batchLen, minPause},
+	}
+	if 16*minPause != maxPause {
+		t.Fatalf("steps assume maxPause = 16*minPause, got %s and %s", maxPause, minPause)
+	}
+	for i, s := range steps {
+		p.decoded = s.decoded
+		p.wait()
+		if p.pause != s.want || p.decoded != 0 {
+			t.Fatalf("step %d (%d decoded): pause %s, decoded %d; want %s, 0", i, s.decoded, p.pause, p.decoded, s.want)
+		}
+	}
+
+	if _, err := server.Write(make([]byte, pauseBelow)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the bytes to arrive", func() bool { return p.socket.unread() == pauseBelow })
+	p.decoded = 1
+	p.wait()
+	if p.pause != minPause || p.decoded != 1 {
+		t.Fatalf("with %d bytes unread: pause %s, decoded %d; want no pause (%s, 1)", pauseBelow, p.pause, p.decoded, minPause)
 	}
 }

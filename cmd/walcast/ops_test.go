@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/redistest"
 )
 
 func TestHealthAndReady(t *testing.T) {
@@ -227,4 +228,50 @@ func TestSecretsStayInTheDatabase(t *testing.T) {
 		`INSERT INTO settings (name) VALUES ('s')`,
 		`UPDATE settings SET phone = '1'`,
 		`DELETE FROM users WHERE username = 'u1'`)
+}
+
+// TestStandbyWithRedis: with REDIS_URL, a second instance on a taken slot is
+// ready and its sockets get the reader's events through the Redis stream,
+// exactly once; lock announcements cross instances the same way.
+func TestStandbyWithRedis(t *testing.T) {
+	rs := redistest.Run(t, redistest.Options{})
+	dsn := newDB(t)
+	env := []string{"REDIS_URL=" + rs.URL()}
+	first := startWalcast(t, dsn, serveOpts{env: env})
+	second := startWalcast(t, dsn, serveOpts{slot: first.Slot, env: env})
+	waitReadyz(t, second, http.StatusOK, "standby")
+
+	admin := mint(t, 1, "a", "admin", nil, time.Hour)
+	onFirst := connect(t, first, admin)
+	onSecond := connect(t, second, admin, mint(t, 2, "b", "manager", nil, time.Hour))
+	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-r', 'R', 'R')`)
+	for _, c := range []*sioclient.Client{onFirst, onSecond} {
+		got := waitEvents(t, c, 0, "member:update", 1, 15*time.Second)
+		if !jsonEqual(t, got[0].Args[0], `{"type":"CREATE","data":{"id":"m-r","first_name":"R","last_name":"R","email":null,"telephone":null,"address":null,"city":null,"state":null,"zip":null,"family_id":null,"skills":[],"interests":[],"joined_at":null,"created_at":`+string(mustField(t, got[0].Args[0], "created_at"))+`}}`) {
+			t.Errorf("payload = %s", got[0].Args[0])
+		}
+	}
+	// A lock taken through the second instance is announced on the first.
+	if ack := onSecond.EmitWithAck(1, 5*time.Second, "lock:acquire", map[string]any{"resourceType": "member", "resourceId": "m-r"}); !strings.Contains(joinRaw(ack.Args), `"success":true`) {
+		t.Fatalf("acquire ack = %s", ack.Raw)
+	}
+	waitEvents(t, onFirst, 0, "lock:update:member:m-r", 1, 10*time.Second)
+	// Nothing arrives twice.
+	time.Sleep(500 * time.Millisecond)
+	for i, c := range []*sioclient.Client{onFirst, onSecond} {
+		if n := len(events(c, 0, "member:update")); n != 1 {
+			t.Errorf("client %d got member:update %d times", i, n)
+		}
+	}
+}
+
+func mustField(t *testing.T, obj json.RawMessage, name string) json.RawMessage {
+	t.Helper()
+	var env struct {
+		Data map[string]json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(obj, &env); err != nil {
+		t.Fatalf("decode %s: %v", obj, err)
+	}
+	return env.Data[name]
 }

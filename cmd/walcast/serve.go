@@ -19,6 +19,7 @@ import (
 	"github.com/walcast/walcast/broadcast"
 	"github.com/walcast/walcast/broadcast/auth"
 	"github.com/walcast/walcast/broadcast/engineio"
+	"github.com/walcast/walcast/broadcast/redisadapter"
 	"github.com/walcast/walcast/broadcast/socketio"
 	"github.com/walcast/walcast/cdc"
 	"github.com/walcast/walcast/locks"
@@ -48,6 +49,7 @@ type server struct {
 	locks    *locks.Service
 	http     *http.Server
 	listener net.Listener
+	streams  *redisadapter.Streams // nil without REDIS_URL
 	stopping chan struct{}
 }
 
@@ -96,10 +98,25 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 		"slot", cfg.Slot, "slot_created", res.SlotCreated, "resync_pending", res.ResyncPending, "server_version", res.ServerVersion)
 
 	s := &server{cfg: cfg, log: log, verifier: verifier, router: router, stopping: make(chan struct{})}
-	s.hub = broadcast.New(broadcast.Config{
+	hubCfg := broadcast.Config{
 		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: log},
 		Logger:   log,
-	})
+	}
+	if cfg.RedisURL != "" {
+		// Events (and lock announcements) travel through a Redis stream that
+		// every instance reads back, the reader included, so a socket on any
+		// instance gets every event once, in one order.
+		rdb, err := redisadapter.NewClient(cfg.RedisURL, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		s.streams, err = redisadapter.NewStreams(ctx, rdb, redisadapter.StreamsOptions{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("connect the Redis stream adapter (REDIS_URL): %w", err)
+		}
+		hubCfg.NewAdapter = s.streams.NewAdapter
+	}
+	s.hub = broadcast.New(hubCfg)
 	s.ns = s.hub.Namespace("/")
 	store, err := newLockStore(cfg)
 	if err != nil {
@@ -191,6 +208,9 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	}
 	stopLocks()
 	s.hub.Close()
+	if s.streams != nil {
+		s.streams.Close()
+	}
 	wg.Wait()
 	return runErr
 }
@@ -206,7 +226,10 @@ func (s *server) ready() (bool, string) {
 	case cdc.StateLeader:
 		return true, "reading the replication slot"
 	case cdc.StateStandby:
-		return false, "standby: another instance reads the replication slot, and events do not cross instances (no cross-instance adapter yet)"
+		if s.streams != nil {
+			return true, "standby: another instance reads the replication slot; its events reach this one through Redis"
+		}
+		return false, "standby: another instance reads the replication slot and REDIS_URL is not set, so its events cannot reach this one"
 	default:
 		msg := "replication " + st.State.String()
 		if st.LastError != nil {

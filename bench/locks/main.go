@@ -1,0 +1,239 @@
+// Command locks measures the ack round trip of the contract's lock events
+// through the official socket.io-client: lock:acquire of a free lock, of a
+// held lock, lock:check and lock:release, N of each, sequential. It runs
+// walcast with Redis and, as a second row, with the in-memory store, and
+// prints beside them a plain go-redis SET NX PX round trip to the same
+// redis-server in the same run.
+//
+//	go run ./bench/locks [-n 10000]
+//
+// It starts its own redis-server (internal/redistest) and PostgreSQL
+// (internal/pgtest; walcast needs one to serve), builds walcast from this
+// tree, and needs Node with e2e/node_modules (npm ci --prefix e2e).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
+	"github.com/walcast/walcast/internal/redistest"
+	"github.com/walcast/walcast/sql"
+)
+
+const secret = "bench-locks-secret"
+
+func main() {
+	n := flag.Int("n", 10000, "operations of each kind")
+	flag.Parse()
+	if err := run(context.Background(), *n); err != nil {
+		fmt.Fprintln(os.Stderr, "locks:", err)
+		os.Exit(1)
+	}
+}
+
+type row struct {
+	name  string
+	times map[string][]float64 // µs
+}
+
+func run(ctx context.Context, n int) error {
+	e2eDir, err := sioclient.Setup()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "walcast-bench-locks-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "walcast")
+	build := exec.Command("go", "build", "-o", bin, "github.com/walcast/walcast/cmd/walcast")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build walcast: %w", err)
+	}
+	rs, err := redistest.Start(redistest.Options{})
+	if err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	defer rs.Close()
+	pg, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer pg.Close()
+	for _, db := range []string{"redis_run", "memory_run"} {
+		if err := pg.CreateDatabase(ctx, db); err != nil {
+			return err
+		}
+		if err := pg.Exec(ctx, db, sql.GraceGiverSchema); err != nil {
+			return fmt.Errorf("load schema: %w", err)
+		}
+	}
+	script := filepath.Join(filepath.Dir(e2eDir), "bench", "locks", "ops.mjs")
+
+	var rows []row
+	for _, mode := range []struct {
+		name, db string
+		env      []string
+	}{
+		{"walcast, Redis store", "redis_run", []string{"REDIS_URL=" + rs.URL()}},
+		{"walcast, memory store", "memory_run", nil},
+	} {
+		fmt.Fprintf(os.Stderr, "measuring %s (%d of each operation)...\n", mode.name, n)
+		// Slots are cluster-wide: one per database.
+		times, err := measureWalcast(ctx, bin, script, pg.ConnString(mode.db), mode.db, mode.env, n)
+		if err != nil {
+			return fmt.Errorf("%s: %w", mode.name, err)
+		}
+		rows = append(rows, row{mode.name, times})
+	}
+	setnx, err := measureSetNX(ctx, rs.URL(), n)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, row{"reference: go-redis SET NX PX", map[string][]float64{"acquire_free": setnx}})
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "run\top\tn\tmedian ms\tp99 ms\t\n")
+	for _, r := range rows {
+		for _, op := range []string{"acquire_free", "acquire_held", "release", "check"} {
+			d := r.times[op]
+			if len(d) == 0 {
+				continue
+			}
+			slices.Sort(d)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f\t%.3f\t\n", r.name, op, len(d), quantile(d, 0.5)/1000, quantile(d, 0.99)/1000)
+		}
+	}
+	tw.Flush()
+	fmt.Printf("targets (Redis, acquire_free): median <= 0.5 ms, p99 <= 3 ms; load average %s\n", loadavg())
+	return nil
+}
+
+func measureWalcast(ctx context.Context, bin, script, dsn, slot string, env []string, n int) (map[string][]float64, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	srv := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--log-level", "error", "--slot", slot)
+	srv.Env = append([]string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret, "PATH=" + os.Getenv("PATH")}, env...)
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("start walcast: %w", err)
+	}
+	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
+	if err := waitReady("http://"+addr+"/readyz", 60*time.Second); err != nil {
+		return nil, err
+	}
+	holder, err := token(1, "holder")
+	if err != nil {
+		return nil, err
+	}
+	other, err := token(2, "other")
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, "node", script, "http://"+addr, holder, other, fmt.Sprint(n))
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("node %s: %w", script, err)
+	}
+	times := map[string][]float64{}
+	if err := json.Unmarshal(out.Bytes(), &times); err != nil {
+		return nil, fmt.Errorf("decode probe output %q: %w", out.String(), err)
+	}
+	return times, nil
+}
+
+// measureSetNX is the reference: one SET NX PX round trip per lock, the
+// bare Redis cost under every acquire.
+func measureSetNX(ctx context.Context, url string, n int) ([]float64, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	out := make([]float64, 0, n)
+	for i := range n {
+		t0 := time.Now()
+		ok, err := rdb.SetNX(ctx, fmt.Sprintf("bench:setnx:%d", i), `{"userId":1}`, 15*time.Minute).Result()
+		if err != nil {
+			return nil, fmt.Errorf("SET NX: %w", err)
+		}
+		if !ok {
+			return nil, errors.New("SET NX found the key taken")
+		}
+		out = append(out, float64(time.Since(t0).Nanoseconds())/1000)
+	}
+	return out, nil
+}
+
+func token(id int, username string) (string, error) {
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"id": id, "username": username, "role": "manager", "memberId": nil,
+		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte(secret))
+}
+
+func waitReady(url string, timeout time.Duration) error {
+	c := http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := c.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("walcast not ready after %s", timeout)
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// quantile is the nearest-rank q-quantile of sorted d.
+func quantile(d []float64, q float64) float64 {
+	i := int(q*float64(len(d))+0.5) - 1
+	return d[max(0, min(i, len(d)-1))]
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := bytes.Fields(b)
+	if len(f) == 0 {
+		return "?"
+	}
+	return string(f[0])
+}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walcast/walcast/broadcast"
@@ -21,10 +22,15 @@ import (
 	"github.com/walcast/walcast/broadcast/engineio"
 	"github.com/walcast/walcast/broadcast/redisadapter"
 	"github.com/walcast/walcast/broadcast/socketio"
+	"github.com/walcast/walcast/broadcast/socketio/parser"
 	"github.com/walcast/walcast/cdc"
 	"github.com/walcast/walcast/locks"
 	"github.com/walcast/walcast/route"
 )
+
+// markKeyPrefix + slot is the Redis key of the high-water mark: the end LSN
+// (and last index) of the latest transaction appended to the stream.
+const markKeyPrefix = "walcast:mark:"
 
 // Reserved room prefixes: rooms walcast puts sockets in from their token.
 // join_room refuses them so a viewer cannot listen in on role:admin.
@@ -50,7 +56,10 @@ type server struct {
 	http     *http.Server
 	listener net.Listener
 	streams  *redisadapter.Streams // nil without REDIS_URL
+	markKey  string                // high-water mark of published transactions, with REDIS_URL
 	stopping chan struct{}
+	// lockUpdates queues lock announcements for sendLockUpdates.
+	lockUpdates chan locks.Update
 }
 
 // socketState is what walcast keeps per socket.
@@ -97,7 +106,7 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 	log.Info("database ready", "publication", cfg.Publication, "publication_created", res.PublicationCreated,
 		"slot", cfg.Slot, "slot_created", res.SlotCreated, "resync_pending", res.ResyncPending, "server_version", res.ServerVersion)
 
-	s := &server{cfg: cfg, log: log, verifier: verifier, router: router, stopping: make(chan struct{})}
+	s := &server{cfg: cfg, log: log, verifier: verifier, router: router, stopping: make(chan struct{}), lockUpdates: make(chan locks.Update, 4096)}
 	hubCfg := broadcast.Config{
 		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: log},
 		Logger:   log,
@@ -115,6 +124,22 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 			return nil, fmt.Errorf("connect the Redis stream adapter (REDIS_URL): %w", err)
 		}
 		hubCfg.NewAdapter = s.streams.NewAdapter
+		// One mark per slot: the slot is what orders the transactions the
+		// mark's positions (their end LSNs) refer to.
+		s.markKey = markKeyPrefix + cfg.Slot
+		mark, ok, err := redisadapter.ReadMark(ctx, rdb, s.markKey)
+		if err != nil {
+			return nil, fmt.Errorf("read where publication stopped (REDIS_URL): %w", err)
+		}
+		if ok {
+			// What is already in the stream need not be decoded again; cdc
+			// starts from the later of this and the slot's confirmed position.
+			// The Reader keeps it for every session, so a standby taking
+			// over later starts from the slot's position, and the fence
+			// drops what was published since this process started.
+			cdcCfg.StartLSN = pglogrepl.LSN(mark.LSN)
+			log.Info("resuming after published transactions", "mark", s.markKey, "end_lsn", cdcCfg.StartLSN)
+		}
 	}
 	s.hub = broadcast.New(hubCfg)
 	s.ns = s.hub.Namespace("/")
@@ -173,6 +198,8 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	readerCtx, stopReader := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReader()
 	var wg sync.WaitGroup
+	announced := make(chan struct{})
+	go func() { s.sendLockUpdates(); close(announced) }()
 	readerErr := make(chan error, 1)
 	wg.Go(func() { readerErr <- s.reader.Run(readerCtx, &changeConsumer{s: s}) })
 	locksCtx, stopLocks := context.WithCancel(context.WithoutCancel(ctx))
@@ -207,6 +234,7 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 		runErr = fmt.Errorf("replication reader: %w", err)
 	}
 	stopLocks()
+	<-announced
 	s.hub.Close()
 	if s.streams != nil {
 		s.streams.Close()
@@ -220,6 +248,15 @@ func (s *server) ready() (bool, string) {
 	case <-s.stopping:
 		return false, "shutting down"
 	default:
+	}
+	if s.streams != nil {
+		// Without Redis no event reaches any socket and locks fail closed.
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := s.streams.Client().Ping(ctx).Err()
+		cancel()
+		if err != nil {
+			return false, "Redis unreachable: " + err.Error()
+		}
 	}
 	st := s.reader.Status()
 	switch st.State {
@@ -404,23 +441,60 @@ func (s *server) clientRoom(args socketio.Args) (string, error) {
 	return room, nil
 }
 
+// announceLock queues a lock:update for every client. The lock service
+// calls it before it acks; with Redis, delivering it is a round trip of its
+// own, so a separate goroutine sends the queue in order and the ack does not
+// wait for it.
 func (s *server) announceLock(u locks.Update) {
-	payload, err := json.Marshal(u.Payload)
-	if err != nil {
-		s.log.Error("encode lock update", "err", err)
-		return
+	select {
+	case s.lockUpdates <- u:
+	case <-s.stopping:
 	}
-	if err := s.hub.Emit(context.Background(), broadcast.Event{Name: u.Event(), Payload: payload}); err != nil {
-		s.log.Error("announce lock update", "event", u.Event(), "err", err)
+}
+
+// sendLockUpdates delivers queued lock announcements, in order, until the
+// server stops; what is queued by then is still sent.
+func (s *server) sendLockUpdates() {
+	send := func(u locks.Update) {
+		payload, err := json.Marshal(u.Payload)
+		if err != nil {
+			s.log.Error("encode lock update", "err", err)
+			return
+		}
+		if err := s.hub.Emit(context.Background(), broadcast.Event{Name: u.Event(), Payload: payload}); err != nil {
+			s.log.Error("announce lock update", "event", u.Event(), "err", err)
+		}
+	}
+	for {
+		select {
+		case u := <-s.lockUpdates:
+			send(u)
+		case <-s.stopping:
+			for {
+				select {
+				case u := <-s.lockUpdates:
+					send(u)
+				default:
+					return
+				}
+			}
+		}
 	}
 }
 
 // changeConsumer feeds committed transactions through the router to the hub.
 type changeConsumer struct {
 	s *server
+	// open: a transaction began and has not been committed. A Begin while
+	// one is open means the connection dropped mid-transaction.
+	open bool
 }
 
 func (c *changeConsumer) Begin(_ context.Context, tx cdc.TxInfo) error {
+	if c.open {
+		c.forget()
+	}
+	c.open = true
 	c.s.router.Begin(tx)
 	return nil
 }
@@ -431,8 +505,39 @@ func (c *changeConsumer) Change(_ context.Context, ch *cdc.Change) error {
 }
 
 func (c *changeConsumer) Commit(ctx context.Context, tx cdc.TxInfo) error {
+	c.open = false
 	b := c.s.router.Commit(tx)
-	for _, e := range b.Emits {
+	var err error
+	if c.s.streams != nil {
+		err = c.publishFenced(ctx, tx, b.Emits)
+	} else {
+		err = c.emitLocal(ctx, tx, b.Emits)
+	}
+	if err != nil {
+		// The transaction comes again: a router that remembered its rows
+		// would take them for unchanged and drop them.
+		c.forget()
+		return err
+	}
+	for _, u := range b.Users {
+		c.s.revoke(u)
+	}
+	return nil
+}
+
+// forget replaces the router by a fresh one: its noise suppression
+// remembers rows of transactions that were not delivered.
+func (c *changeConsumer) forget() {
+	r, err := route.New(c.s.router.Config(), c.s.log)
+	if err != nil {
+		c.s.log.Error("rebuild router", "err", err)
+		return
+	}
+	c.s.router = r
+}
+
+func (c *changeConsumer) emitLocal(ctx context.Context, tx cdc.TxInfo, emits []route.Emit) error {
+	for _, e := range emits {
 		ev := broadcast.Event{Name: e.Event, Rooms: e.Rooms, Except: e.Except, Payload: e.Payload}
 		if !e.All && len(e.Rooms) == 0 {
 			continue // nobody is in the audience of this row
@@ -441,8 +546,47 @@ func (c *changeConsumer) Commit(ctx context.Context, tx cdc.TxInfo) error {
 			return fmt.Errorf("emit %s for %s at %s: %w", e.Event, e.Table, tx.CommitLSN, err)
 		}
 	}
-	for _, u := range b.Users {
-		c.s.revoke(u)
+	return nil
+}
+
+// publishFenced appends the transaction's events to the Redis stream in one
+// step, only if no reader published this transaction (or a later one)
+// already: a reader that crashed after publishing but before acknowledging,
+// or one that was paused while another took over, cannot double events. The
+// position is the transaction's end LSN, what PostgreSQL is acknowledged,
+// not each event's index: a new reader's router (its noise suppression is
+// per process) may produce a different list of events for the same
+// transaction. A fenced transaction counts as accepted.
+func (c *changeConsumer) publishFenced(ctx context.Context, tx cdc.TxInfo, emits []route.Emit) error {
+	items := make([]redisadapter.BatchItem, 0, len(emits))
+	for _, e := range emits {
+		if !e.All && len(e.Rooms) == 0 {
+			continue // nobody is in the audience of this row
+		}
+		if len(e.Payload) != 0 && !json.Valid(e.Payload) {
+			return fmt.Errorf("emit %s for %s at %s: invalid JSON payload", e.Event, e.Table, tx.CommitLSN)
+		}
+		p := &parser.Packet{Type: parser.Event, Namespace: "/", ID: parser.NoID, Name: e.Event,
+			Args: []json.RawMessage{parser.AppendJSONString(nil, e.Event)}}
+		if len(e.Payload) != 0 {
+			p.Args = append(p.Args, json.RawMessage(e.Payload))
+		}
+		items = append(items, redisadapter.BatchItem{Packet: p, Opts: socketio.BroadcastOptions{Rooms: e.Rooms, Except: e.Except}})
+	}
+	if len(items) == 0 {
+		return nil // nothing to publish; the mark need not move for it
+	}
+	a, ok := c.s.ns.Adapter().(*redisadapter.StreamsAdapter)
+	if !ok {
+		return fmt.Errorf("publish transaction at %s: namespace adapter is %T, not the Redis stream", tx.EndLSN, c.s.ns.Adapter())
+	}
+	fence := redisadapter.Fence{MarkKey: c.s.markKey, Position: redisadapter.Position{LSN: uint64(tx.EndLSN)}}
+	appended, err := a.PublishBatch(ctx, items, fence)
+	if err != nil {
+		return fmt.Errorf("publish transaction (xid %d, end %s): %w", tx.XID, tx.EndLSN, err)
+	}
+	if !appended {
+		c.s.log.Debug("transaction already published: skipped", "xid", tx.XID, "end_lsn", tx.EndLSN)
 	}
 	return nil
 }

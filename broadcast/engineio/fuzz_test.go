@@ -3,6 +3,7 @@ package engineio
 import (
 	"bytes"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
@@ -109,6 +110,61 @@ func FuzzReadMessage(f *testing.F) {
 			if len(msg) > limit {
 				t.Fatalf("message of %d bytes passed a %d limit", len(msg), limit)
 			}
+		}
+	})
+}
+
+// chunkConn returns its data at most n bytes per Read, as a network
+// delivers a stream in pieces of any size.
+type chunkConn struct {
+	discardConn
+	data []byte
+	n    int
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, net.ErrClosed
+	}
+	k := min(len(p), c.n, len(c.data))
+	copy(p, c.data[:k])
+	c.data = c.data[k:]
+	return k, nil
+}
+
+// FuzzReadChunked reads a stream through the idle reader's path
+// (awaitFrame, then readMessage) in chunks of every size and checks it
+// yields exactly the messages, and the error, of reading it whole.
+func FuzzReadChunked(f *testing.F) {
+	f.Add(maskedFrame(true, opText, []byte("4hello")), uint8(1))
+	f.Add(append(maskedFrame(false, opText, []byte("4he")), maskedFrame(true, opContinuation, []byte("llo"))...), uint8(3))
+	f.Add(append(maskedFrame(true, opPing, []byte("x")), maskedFrame(true, opText, []byte("3"))...), uint8(5))
+	f.Add(maskedFrame(true, opBinary, bytes.Repeat([]byte{7}, 200)), uint8(7))
+	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}, uint8(2)) // unmasked
+	f.Fuzz(func(t *testing.T, b []byte, chunk uint8) {
+		const limit = 1 << 10
+		read := func(c *wsConn, await bool) (msgs []string, err error) {
+			for range 8 {
+				if await {
+					if err := c.awaitFrame(); err != nil {
+						return msgs, err
+					}
+				}
+				_, msg, err := c.readMessage(limit)
+				if err != nil {
+					return msgs, err
+				}
+				msgs = append(msgs, string(msg))
+			}
+			return msgs, nil
+		}
+		whole, werr := read(&wsConn{conn: discardConn{}, pre: b}, false)
+		chunked, cerr := read(&wsConn{conn: &chunkConn{data: b, n: int(chunk%16) + 1}}, true)
+		if !slices.Equal(whole, chunked) {
+			t.Fatalf("chunked read gave %q, whole read %q", chunked, whole)
+		}
+		if (werr == nil) != (cerr == nil) {
+			t.Fatalf("chunked read error %v, whole read error %v", cerr, werr)
 		}
 	})
 }

@@ -47,7 +47,7 @@ func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 	// after upgradeCheck, as the reference server's check interval does, so
 	// the client can pause polling and send "upgrade".
 	var release <-chan time.Time
-	for len(s.queue) == 0 && !s.closed && s.transport == "polling" {
+	for (len(s.queue) == 0 || s.corked > 0) && !s.closed && s.transport == "polling" {
 		if s.probed && release == nil {
 			t := time.NewTimer(upgradeCheck)
 			defer t.Stop()
@@ -81,7 +81,7 @@ func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var batch []*Packet
-	if s.transport == "polling" && (!s.closed || s.keepQueue) {
+	if s.transport == "polling" && (!s.closed || s.keepQueue) && (s.corked == 0 || s.closed) {
 		batch = s.queue
 		s.queue = s.spare[:0]
 		s.spare = nil

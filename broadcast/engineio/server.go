@@ -27,6 +27,9 @@ type Server struct {
 	closePkt *Packet
 	probePkt *Packet
 
+	// flush delays writer starts when cfg.WriteDelay is set; nil otherwise.
+	flush *flusher
+
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
@@ -36,7 +39,7 @@ type Server struct {
 // handshake and must call SetHandlers.
 func NewServer(cfg Config, onSession func(s *Session)) *Server {
 	cfg = cfg.withDefaults()
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		onSession: onSession,
 		log:       cfg.Logger,
@@ -46,6 +49,10 @@ func NewServer(cfg Config, onSession func(s *Session)) *Server {
 		probePkt:  newControl(typePong, "probe"),
 		sessions:  make(map[string]*Session),
 	}
+	if cfg.WriteDelay > 0 {
+		s.flush = newFlusher(cfg.WriteDelay)
+	}
+	return s
 }
 
 func (c Config) withDefaults() Config {
@@ -66,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 1024
+	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = 128 << 10
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -259,8 +269,8 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 		return
 	}
 	sess := newSession(s, sid, &HandshakeInfo{
-		Header:     r.Header.Clone(),
-		Query:      q,
+		Header:     keptHeader(r.Header),
+		Query:      keptQuery(q),
 		RemoteAddr: r.RemoteAddr,
 		Transport:  transport,
 	}, transport)

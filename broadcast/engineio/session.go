@@ -23,6 +23,11 @@ const (
 	// closeReader is used by a WebSocket reader that ends the connection
 	// itself on its way out.
 	closeReader
+	// closeOverflow is closeHard from inside Send: the sender may hold
+	// locks that OnClose needs (a broadcasting adapter holds its room lock,
+	// and the socket's disconnect leaves its rooms), so OnClose runs on a
+	// goroutine of its own.
+	closeOverflow
 )
 
 // closeLinger bounds how long a closed polling session waits for the poll
@@ -54,17 +59,25 @@ type Session struct {
 
 	queue []*Packet
 	spare []*Packet
+	// corked holds queued packets back while positive (see Cork).
+	corked int
 
 	ws      *wsConn
 	writing bool
 
-	polling  bool
-	posting  bool
+	polling bool
+	posting bool
+	// pollWake exists only for sessions that start on polling: a
+	// WebSocket session never polls, and a send on a nil channel in
+	// wakePollLocked's select simply does nothing.
 	pollWake chan struct{}
 
-	upgrading    *wsConn
-	probed       bool
-	upgradeTimer *time.Timer
+	upgrading *wsConn
+	// upgradeReserved holds the upgrade slot while a WebSocket handshake
+	// is being answered, before upgrading is set.
+	upgradeReserved bool
+	probed          bool
+	upgradeTimer    *time.Timer
 
 	hbTimer      *time.Timer
 	awaitingPong bool
@@ -75,13 +88,16 @@ type Session struct {
 }
 
 func newSession(srv *Server, id string, hs *HandshakeInfo, transport string) *Session {
-	return &Session{
+	s := &Session{
 		srv:       srv,
 		id:        id,
 		handshake: hs,
 		transport: transport,
-		pollWake:  make(chan struct{}, 1),
 	}
+	if transport == "polling" {
+		s.pollWake = make(chan struct{}, 1)
+	}
+	return s
 }
 
 // ID returns the Engine.IO session id.
@@ -114,7 +130,7 @@ func (s *Session) Send(pkts ...*Packet) bool {
 		s.mu.Unlock()
 		s.srv.log.Warn("engine.io send queue overflow, closing transport",
 			"sid", s.id, "queued", s.srv.cfg.SendQueue, "reason", "slow consumer")
-		s.close("slow consumer", closeHard)
+		s.close("slow consumer", closeOverflow)
 		return false
 	}
 	s.queue = append(s.queue, pkts...)
@@ -127,14 +143,44 @@ func (s *Session) Send(pkts ...*Packet) bool {
 // follows.
 func (s *Session) Close(reason string) { s.close(reason, closeGraceful) }
 
+// Cork holds back the packets sent from now on until the matching Uncork,
+// so work done between the two (a Socket.IO connect: its CONNECT reply,
+// then the connection handlers joining rooms) reaches the client as one
+// step: a client that has read the first packet can rely on the rest
+// having happened. Calls nest.
+func (s *Session) Cork() {
+	s.mu.Lock()
+	s.corked++
+	s.mu.Unlock()
+}
+
+// Uncork releases what Cork held back once every Cork has its Uncork.
+func (s *Session) Uncork() {
+	s.mu.Lock()
+	if s.corked > 0 {
+		s.corked--
+		if s.corked == 0 && len(s.queue) > 0 && !s.closed {
+			s.kickLocked()
+		}
+	}
+	s.mu.Unlock()
+}
+
 // kickLocked gets queued packets moving: it starts the WebSocket writer if
 // none runs, or wakes a pending poll. The writer goroutine exists only
 // while there is something to write.
 func (s *Session) kickLocked() {
+	if s.corked > 0 {
+		return
+	}
 	if s.ws != nil {
 		if !s.writing {
 			s.writing = true
-			s.startWriterLocked(s.ws)
+			if s.srv.flush != nil {
+				s.srv.flush.add(s)
+			} else {
+				s.startWriterLocked(s.ws)
+			}
 		}
 		return
 	}
@@ -325,13 +371,17 @@ func (s *Session) close(reason string, mode closeMode) {
 		up.conn.Close()
 	}
 	if ws != nil && !graceful && mode != closeReader {
-		if mode == closeHard {
+		if mode == closeHard || mode == closeOverflow {
 			ws.conn.Close()
 		} else {
 			ws.closeWithFrame(wsCloseNormal)
 		}
 	}
 	if fire {
-		s.fireOnClose()
+		if mode == closeOverflow {
+			go s.fireOnClose()
+		} else {
+			s.fireOnClose()
+		}
 	}
 }

@@ -13,6 +13,10 @@ import (
 	"github.com/gobwas/ws"
 )
 
+// minClientHeader is the shortest frame header a client may send: two
+// bytes and the four-byte mask.
+const minClientHeader = 6
+
 // WebSocket close codes the server sends.
 const (
 	wsCloseNormal   = 1000
@@ -21,12 +25,17 @@ const (
 )
 
 // wsConn is one hijacked WebSocket connection. It holds no buffers while
-// idle: its reader blocks in conn.Read with only a 14-byte header array, and
-// its writer goroutine exists only while the session has queued packets.
+// idle: its reader waits in awaitFrame on a 6-byte array, in a shallow call
+// chain, and its writer goroutine exists only while the session has queued
+// packets.
 type wsConn struct {
 	conn net.Conn
-	pre  []byte // bytes the HTTP server read past the handshake
+	pre  []byte // bytes read ahead: past the handshake, or by awaitFrame
 	hdr  [ws.MaxHeaderSize]byte
+	// head takes the first bytes of a frame while the reader idles; every
+	// client frame is masked, so its header is at least this long and
+	// these bytes are all header.
+	head [minClientHeader]byte
 
 	wmu  sync.Mutex // serialises the session writer and control replies
 	bufs [][]byte
@@ -42,6 +51,29 @@ func (c *wsConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.conn.Read(p)
+}
+
+// awaitFrame blocks until the next frame starts to arrive. It is the only
+// place an idle reader waits, and it waits in a shallow call chain: the
+// runtime halves a parked goroutine's stack only while it uses under a
+// quarter of it, so the depth here decides whether idle readers settle at
+// 2 KB of stack or stay at 4 KB.
+//
+//go:noinline
+func (c *wsConn) awaitFrame() error {
+	if len(c.pre) > 0 {
+		return nil
+	}
+	n, err := c.conn.Read(c.head[:])
+	if n > 0 {
+		// A read error after some bytes comes back on the next read.
+		c.pre = c.head[:n]
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
 }
 
 var (
@@ -178,13 +210,18 @@ func (c *wsConn) drainAndClose() {
 
 // accept completes the WebSocket handshake and takes the connection over
 // from net/http. Any bytes the client sent after its request are kept.
-func accept(w http.ResponseWriter, r *http.Request) (*wsConn, error) {
+func accept(w http.ResponseWriter, r *http.Request, sendBuffer int) (*wsConn, error) {
 	conn, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
 		if conn != nil {
 			_ = conn.Close()
 		}
 		return nil, fmt.Errorf("websocket upgrade: %w", err)
+	}
+	if sb, ok := conn.(interface{ SetWriteBuffer(int) error }); ok && sendBuffer > 0 {
+		// Best effort: a failure leaves the kernel default, which is
+		// still correct, only less tightly bounded.
+		_ = sb.SetWriteBuffer(sendBuffer)
 	}
 	c := &wsConn{conn: conn}
 	if n := rw.Reader.Buffered(); n > 0 {
@@ -196,7 +233,7 @@ func accept(w http.ResponseWriter, r *http.Request) (*wsConn, error) {
 
 // acceptWebSocket completes a handshake that starts on WebSocket.
 func (s *Server) acceptWebSocket(sess *Session, w http.ResponseWriter, r *http.Request) {
-	c, err := accept(w, r)
+	c, err := accept(w, r, s.cfg.SendBuffer)
 	if err != nil {
 		s.log.Debug("engine.io", "err", err)
 		return
@@ -219,11 +256,22 @@ func (s *Server) acceptWebSocket(sess *Session, w http.ResponseWriter, r *http.R
 // upgradeSession takes a WebSocket that asks to replace the polling
 // transport of an existing session.
 func (s *Server) upgradeSession(sess *Session, w http.ResponseWriter, r *http.Request) {
+	// The slot is reserved before the handshake answer goes out: a client
+	// that has its 101 may open a second socket at once, and that one,
+	// not the first, must be refused.
 	sess.mu.Lock()
-	refuse := sess.closed || sess.transport != "polling" || sess.upgrading != nil
+	refuse := sess.closed || sess.transport != "polling" || sess.upgrading != nil || sess.upgradeReserved
+	if !refuse {
+		sess.upgradeReserved = true
+	}
 	sess.mu.Unlock()
-	c, err := accept(w, r)
+	c, err := accept(w, r, s.cfg.SendBuffer)
 	if err != nil {
+		if !refuse {
+			sess.mu.Lock()
+			sess.upgradeReserved = false
+			sess.mu.Unlock()
+		}
 		s.log.Debug("engine.io", "sid", sess.id, "err", err)
 		return
 	}
@@ -233,6 +281,7 @@ func (s *Server) upgradeSession(sess *Session, w http.ResponseWriter, r *http.Re
 		return
 	}
 	sess.mu.Lock()
+	sess.upgradeReserved = false
 	if sess.closed || sess.transport != "polling" || sess.upgrading != nil {
 		sess.mu.Unlock()
 		c.closeWithFrame(wsCloseNormal)
@@ -302,7 +351,8 @@ func (s *Session) upgradeLoop(c *wsConn) {
 				s.kickLocked()
 			}
 			s.mu.Unlock()
-			s.readLoop(c)
+			// A fresh goroutine: this one's stack grew with the probe.
+			go s.readLoop(c)
 			return
 		default:
 			s.abandonUpgrade(c)
@@ -312,48 +362,92 @@ func (s *Session) upgradeLoop(c *wsConn) {
 }
 
 // readLoop is the session's only goroutine while it idles on WebSocket.
+// After handing a message to OnMessage, whose work (decoding, middlewares,
+// handlers) may have grown the stack to 8 KB or more, it hands reading on
+// to a fresh goroutine, which starts small, and exits: an idle session
+// then keeps only a small stack, whatever its past traffic.
 func (s *Session) readLoop(c *wsConn) {
-	defer c.drainAndClose()
 	for {
-		op, msg, err := c.readMessage(s.srv.cfg.MaxPayload)
+		err := c.awaitFrame()
+		var op byte
+		var msg []byte
+		if err == nil {
+			op, msg, err = c.readMessage(s.srv.cfg.MaxPayload)
+		}
 		if err != nil {
-			var perr wsProtocolError
-			switch {
-			case errors.Is(err, errWSTooLarge):
-				c.closeWithFrame(wsCloseTooBig)
-				s.close("transport error", closeReader)
-			case errors.As(err, &perr):
-				c.closeWithFrame(wsCloseProtocol)
-				s.close("transport error", closeReader)
-			default:
-				// The client's close frame, EOF, or a connection the
-				// server already closed.
-				s.close("transport close", closeReader)
-			}
+			s.endRead(c, err)
+			c.drainAndClose()
 			return
 		}
-		if op == opBinary {
-			s.deliver(msg, true)
-			continue
-		}
-		p, err := decodePacket(msg)
-		if err != nil {
-			s.close("parse error", closeFrame)
+		switch s.handleWS(op, msg) {
+		case readStop:
+			c.drainAndClose()
 			return
-		}
-		if !s.onPacket(p) {
+		case readHandOff:
+			go s.readLoop(c)
 			return
 		}
 	}
 }
 
+// What readLoop does after a message.
+const (
+	readNext    = iota // keep reading on this goroutine
+	readHandOff        // continue on a fresh goroutine (see readLoop)
+	readStop           // the session is closed
+)
+
+// handleWS handles one WebSocket message.
+func (s *Session) handleWS(op byte, msg []byte) int {
+	if op == opBinary {
+		s.deliver(msg, true)
+		return readHandOff
+	}
+	p, err := decodePacket(msg)
+	if err != nil {
+		s.close("parse error", closeFrame)
+		return readStop
+	}
+	if !s.onPacket(p) {
+		return readStop
+	}
+	if p.typ == typeMessage {
+		return readHandOff
+	}
+	return readNext
+}
+
+// endRead closes the session for a read error.
+func (s *Session) endRead(c *wsConn, err error) {
+	var perr wsProtocolError
+	switch {
+	case errors.Is(err, errWSTooLarge):
+		c.closeWithFrame(wsCloseTooBig)
+		s.close("transport error", closeReader)
+	case errors.As(err, &perr):
+		c.closeWithFrame(wsCloseProtocol)
+		s.close("transport error", closeReader)
+	default:
+		// The client's close frame, EOF, or a connection the server
+		// already closed.
+		s.close("transport close", closeReader)
+	}
+}
+
 // writeLoop drains the queue onto the WebSocket, each batch in one writev,
 // and exits when the queue is empty: no goroutine waits on an idle socket.
+//
+// It sets no write deadline (one per batch cost a timer update per
+// delivery): a writer blocked on a peer that stopped reading is released
+// when the session closes, by a queue overflow (closeHard closes the
+// socket) or by the missing pong (closeWithFrame sets a short deadline
+// first), and the heartbeat keeps queueing pings, so one of the two comes.
 func (s *Session) writeLoop(c *wsConn) {
-	deadline := s.srv.cfg.PingInterval + s.srv.cfg.PingTimeout
 	for {
 		s.mu.Lock()
-		if len(s.queue) == 0 || (s.closed && !s.keepQueue) {
+		// A cork stops the writer too (it may have been running when the
+		// cork came); closing overrides it.
+		if len(s.queue) == 0 || (s.closed && !s.keepQueue) || (s.corked > 0 && !s.closed) {
 			s.writing = false
 			closing := s.closed
 			s.mu.Unlock()
@@ -374,7 +468,6 @@ func (s *Session) writeLoop(c *wsConn) {
 		}
 		c.bufs = bufs
 		c.nb = bufs
-		_ = c.conn.SetWriteDeadline(time.Now().Add(deadline))
 		_, err := c.nb.WriteTo(c.conn)
 		clear(bufs)
 		c.nb = nil

@@ -67,7 +67,7 @@ var wsLibs = []wsLib{
 	{
 		name: "baseline-hijack-only",
 		accept: func(w http.ResponseWriter, r *http.Request) (libConn, error) {
-			c, err := accept(w, r)
+			c, err := accept(w, r, 0)
 			if err != nil {
 				return nil, err
 			}
@@ -78,7 +78,7 @@ var wsLibs = []wsLib{
 	{
 		name: "gobwas-raw-frame",
 		accept: func(w http.ResponseWriter, r *http.Request) (libConn, error) {
-			c, err := accept(w, r)
+			c, err := accept(w, r, 0)
 			if err != nil {
 				return nil, err
 			}

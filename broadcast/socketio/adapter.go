@@ -46,14 +46,22 @@ type Adapter interface {
 }
 
 // MemoryAdapter is the in-process Adapter.
+//
+// A socket's own-id room is held in one map from id to socket rather than
+// as a room of its own: most sockets are in no other room, and a one-member
+// room costs a map per socket, the largest part of an idle socket's memory.
 type MemoryAdapter struct {
 	// mu is held across a whole delivery: Session.Send never blocks, and
 	// holding it lets the per-socket stamp do dedup and except-filtering
 	// without any per-broadcast set allocation.
 	mu    sync.Mutex
 	rooms map[string]map[*Socket]struct{}
-	sids  map[*Socket]map[string]struct{}
-	seq   uint64
+	// sids has every added socket; its value lists the rooms other than
+	// the socket's own, nil while there are none.
+	sids map[*Socket]map[string]struct{}
+	// own maps a socket id to the socket while it is in its own room.
+	own map[string]*Socket
+	seq uint64
 }
 
 // NewMemoryAdapter returns an empty memory adapter.
@@ -61,6 +69,7 @@ func NewMemoryAdapter() *MemoryAdapter {
 	return &MemoryAdapter{
 		rooms: make(map[string]map[*Socket]struct{}),
 		sids:  make(map[*Socket]map[string]struct{}),
+		own:   make(map[string]*Socket),
 	}
 }
 
@@ -68,12 +77,19 @@ func NewMemoryAdapter() *MemoryAdapter {
 func (a *MemoryAdapter) AddAll(s *Socket, rooms []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	own := a.sids[s]
-	if own == nil {
-		own = make(map[string]struct{}, len(rooms))
-		a.sids[s] = own
+	own, added := a.sids[s]
+	if !added {
+		a.sids[s] = nil
 	}
 	for _, r := range rooms {
+		if r == s.id {
+			a.own[r] = s
+			continue
+		}
+		if own == nil {
+			own = make(map[string]struct{}, len(rooms))
+			a.sids[s] = own
+		}
 		own[r] = struct{}{}
 		m := a.rooms[r]
 		if m == nil {
@@ -88,6 +104,12 @@ func (a *MemoryAdapter) AddAll(s *Socket, rooms []string) {
 func (a *MemoryAdapter) Del(s *Socket, room string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if room == s.id {
+		if a.own[room] == s {
+			delete(a.own, room)
+		}
+		return
+	}
 	if own := a.sids[s]; own != nil {
 		delete(own, room)
 	}
@@ -111,6 +133,24 @@ func (a *MemoryAdapter) DelAll(s *Socket) {
 		a.delFromRoom(s, r)
 	}
 	delete(a.sids, s)
+	if a.own[s.id] == s {
+		delete(a.own, s.id)
+	}
+}
+
+// stampRoomLocked calls fn for each socket of room not yet stamped with
+// seq, stamping it.
+func (a *MemoryAdapter) stampRoomLocked(room string, seq uint64, fn func(*Socket)) {
+	if s := a.own[room]; s != nil && s.stamp != seq {
+		s.stamp = seq
+		fn(s)
+	}
+	for s := range a.rooms[room] {
+		if s.stamp != seq {
+			s.stamp = seq
+			fn(s)
+		}
+	}
 }
 
 // Broadcast encodes p once and sends the same Engine.IO packets to every
@@ -123,6 +163,9 @@ func (a *MemoryAdapter) Broadcast(p *parser.Packet, opts BroadcastOptions) error
 	seq := a.seq
 	// Stamping the excluded sockets first makes them look already served.
 	for _, r := range opts.Except {
+		if s := a.own[r]; s != nil {
+			s.stamp = seq
+		}
 		for s := range a.rooms[r] {
 			s.stamp = seq
 		}
@@ -136,6 +179,10 @@ func (a *MemoryAdapter) Broadcast(p *parser.Packet, opts BroadcastOptions) error
 		return nil
 	}
 	for _, r := range opts.Rooms {
+		if s := a.own[r]; s != nil && s.stamp != seq {
+			s.stamp = seq
+			s.deliver(pkts)
+		}
 		for s := range a.rooms[r] {
 			if s.stamp != seq {
 				s.stamp = seq
@@ -160,12 +207,7 @@ func (a *MemoryAdapter) Sockets(rooms []string) []*Socket {
 	a.seq++
 	seq := a.seq
 	for _, r := range rooms {
-		for s := range a.rooms[r] {
-			if s.stamp != seq {
-				s.stamp = seq
-				out = append(out, s)
-			}
-		}
+		a.stampRoomLocked(r, seq, func(s *Socket) { out = append(out, s) })
 	}
 	return out
 }
@@ -174,7 +216,10 @@ func (a *MemoryAdapter) Sockets(rooms []string) []*Socket {
 func (a *MemoryAdapter) SocketRooms(s *Socket) []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([]string, 0, len(a.sids[s]))
+	out := make([]string, 0, len(a.sids[s])+1)
+	if a.own[s.id] == s {
+		out = append(out, s.id)
+	}
 	for r := range a.sids[s] {
 		out = append(out, r)
 	}

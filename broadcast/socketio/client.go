@@ -3,6 +3,7 @@ package socketio
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,14 +18,16 @@ type client struct {
 	sess *engineio.Session
 	dec  *parser.Decoder // only used from OnMessage, which is sequential
 
-	mu           sync.Mutex
-	sockets      map[string]*Socket // by namespace name
+	mu sync.Mutex
+	// sockets has one entry per connected namespace, nearly always one,
+	// so a slice: a map would be the largest thing an idle client holds.
+	sockets      []*Socket
 	closed       bool
 	connectTimer *time.Timer
 }
 
 func newClient(srv *Server, sess *engineio.Session) *client {
-	c := &client{srv: srv, sess: sess, dec: parser.NewDecoder(srv.cfg.Limits), sockets: make(map[string]*Socket)}
+	c := &client{srv: srv, sess: sess, dec: parser.NewDecoder(srv.cfg.Limits)}
 	c.mu.Lock()
 	c.connectTimer = time.AfterFunc(srv.cfg.ConnectTimeout, c.onConnectTimeout)
 	c.mu.Unlock()
@@ -59,7 +62,7 @@ func (c *client) onMessage(data []byte, binary bool) {
 		return
 	}
 	c.mu.Lock()
-	s := c.sockets[p.Namespace]
+	s := c.socketLocked(p.Namespace)
 	c.mu.Unlock()
 	if s != nil {
 		s.onPacket(p)
@@ -73,7 +76,7 @@ func (c *client) connect(p *parser.Packet) {
 		return
 	}
 	c.mu.Lock()
-	dup := c.sockets[p.Namespace] != nil
+	dup := c.socketLocked(p.Namespace) != nil
 	c.mu.Unlock()
 	if dup {
 		c.srv.log.Debug("ignoring CONNECT to an already connected namespace", "sid", c.sess.ID(), "nsp", p.Namespace)
@@ -88,10 +91,9 @@ func (c *client) connect(p *parser.Packet) {
 		id:     newSocketID(),
 		nsp:    nsp,
 		client: c,
-		handshake: &Handshake{
+		handshake: Handshake{
 			Auth: auth, Header: hi.Header, Query: hi.Query, RemoteAddr: hi.RemoteAddr, Time: time.Now(),
 		},
-		handlers: make(map[string]EventHandler),
 	}
 	if err := c.runMiddlewares(nsp, s); err != nil {
 		c.connectError(p.Namespace, err)
@@ -103,7 +105,7 @@ func (c *client) connect(p *parser.Packet) {
 		return
 	}
 	s.connected.Store(true)
-	c.sockets[p.Namespace] = s
+	c.sockets = append(c.sockets, s)
 	if c.connectTimer != nil {
 		c.connectTimer.Stop()
 		c.connectTimer = nil
@@ -142,10 +144,23 @@ func (c *client) connectError(nsp string, err error) {
 
 func (c *client) remove(s *Socket) {
 	c.mu.Lock()
-	if c.sockets[s.nsp.name] == s {
-		delete(c.sockets, s.nsp.name)
+	for i, o := range c.sockets {
+		if o == s {
+			c.sockets = append(c.sockets[:i], c.sockets[i+1:]...)
+			break
+		}
 	}
 	c.mu.Unlock()
+}
+
+// socketLocked returns the socket connected to namespace nsp, or nil.
+func (c *client) socketLocked(nsp string) *Socket {
+	for _, s := range c.sockets {
+		if s.nsp.name == nsp {
+			return s
+		}
+	}
+	return nil
 }
 
 func (c *client) onClose(reason string) {
@@ -155,10 +170,7 @@ func (c *client) onClose(reason string) {
 		c.connectTimer.Stop()
 		c.connectTimer = nil
 	}
-	socks := make([]*Socket, 0, len(c.sockets))
-	for _, s := range c.sockets {
-		socks = append(socks, s)
-	}
+	socks := slices.Clone(c.sockets)
 	c.mu.Unlock()
 	for _, s := range socks {
 		s.onClose(reason)

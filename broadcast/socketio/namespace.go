@@ -111,6 +111,14 @@ func (n *Namespace) add(s *Socket) {
 		n.remove(s)
 		return
 	}
+	// The CONNECT reply and whatever the connection handlers send leave
+	// together, after the handlers ran: a client that saw CONNECT is in
+	// the rooms they joined, as with Node's socket.io, whose handlers run
+	// before any other event can. Otherwise a broadcast made after the
+	// client saw CONNECT could miss it.
+	sess := s.client.sess
+	sess.Cork()
+	defer sess.Uncork()
 	// "pid" (private session id for connection-state recovery) joins "sid"
 	// here once recovery exists.
 	data := append(append([]byte(`{"sid":`), parser.AppendJSONString(nil, s.id)...), '}')

@@ -78,6 +78,8 @@ func TestRoomsBroadcast(t *testing.T) {
 		{"except", func() error { return nsp.Except("r2").Emit("e") }, map[string]int{"a": 1, "d": 1}},
 		{"rooms except", func() error { return nsp.To("r1", "r2").Except("r1").Emit("e") }, map[string]int{"c": 1}},
 		{"own id room", func() error { return nsp.To(socks["d"].ID()).Emit("e") }, map[string]int{"d": 1}},
+		{"own id room and a room", func() error { return nsp.To(socks["d"].ID(), "r2").Emit("e") }, map[string]int{"b": 1, "c": 1, "d": 1}},
+		{"except own id room", func() error { return nsp.Except(socks["d"].ID()).Emit("e") }, map[string]int{"a": 1, "b": 1, "c": 1}},
 		{"unknown room", func() error { return nsp.To("nobody").Emit("e") }, map[string]int{}},
 		{"from socket to all but itself", func() error { return socks["b"].Broadcast().Emit("e") }, map[string]int{"a": 1, "c": 1, "d": 1}},
 		{"from socket to its room", func() error { return socks["b"].To("r1").Emit("e") }, map[string]int{"a": 1}},

@@ -50,7 +50,7 @@ type Socket struct {
 	id        string
 	nsp       *Namespace
 	client    *client
-	handshake *Handshake
+	handshake Handshake
 	connected atomic.Bool
 
 	mu           sync.Mutex
@@ -80,7 +80,7 @@ func (s *Socket) ID() string { return s.id }
 func (s *Socket) Namespace() *Namespace { return s.nsp }
 
 // Handshake returns what the connection carried.
-func (s *Socket) Handshake() *Handshake { return s.handshake }
+func (s *Socket) Handshake() *Handshake { return &s.handshake }
 
 // Transport is the current Engine.IO transport, "polling" or "websocket".
 func (s *Socket) Transport() string { return s.client.sess.Transport() }
@@ -106,6 +106,11 @@ func (s *Socket) Data() any {
 // On registers the handler for event, replacing any earlier one.
 func (s *Socket) On(event string, h EventHandler) {
 	s.mu.Lock()
+	if s.handlers == nil {
+		// made on first use: a socket that only receives broadcasts
+		// registers no handlers
+		s.handlers = make(map[string]EventHandler)
+	}
 	s.handlers[event] = h
 	s.mu.Unlock()
 }

@@ -19,7 +19,10 @@
 // that trims by age (XADD MINID ~, now - Window, by Redis's clock) and, given
 // a Fence, appends only above a high-water mark and raises it in the same
 // step; the entry then carries the extra field "walcast-pos" (Node adapters
-// ignore unknown fields). Like the 0.3 Node adapter, each namespace also
+// ignore unknown fields). PublishBatch fences a whole transaction in one
+// script: all its entries (positions LSN/0, LSN/1, ...) or none, the mark then
+// at the last; walcast keeps that mark at "walcast:mark:<slot>" and reads it
+// back (ReadMark) to resume replication after it. Like the 0.3 Node adapter, each namespace also
 // subscribes to the pub/sub channels "socket.io#<nsp>#" and
 // "socket.io#<nsp>#<uid>#" that carry requests and responses (and through
 // which Node peers count servers with PUBSUB NUMSUB); walcast answers none of

@@ -50,7 +50,13 @@ func ParsePosition(s string) (Position, error) {
 	if err != nil {
 		return Position{}, fmt.Errorf("position %q: %w", s, err)
 	}
-	return Position{LSN: l, Index: uint32(i)}, nil
+	p := Position{LSN: l, Index: uint32(i)}
+	if p.String() != s {
+		// Lowercase hex would order differently in the Lua fence's string
+		// comparison: only the form String writes is a position.
+		return Position{}, fmt.Errorf("position %q: want uppercase hex, as %q", s, p.String())
+	}
+	return p, nil
 }
 
 // Fence asks Publish to append only if Position is above the mark stored at
@@ -371,6 +377,104 @@ func (a *StreamsAdapter) Publish(ctx context.Context, p *parser.Packet, opts soc
 	}
 	return id, nil
 }
+
+// BatchItem is one broadcast of a PublishBatch.
+type BatchItem struct {
+	Packet *parser.Packet
+	Opts   socketio.BroadcastOptions
+}
+
+// publishBatchScript appends a whole batch (one committed transaction's
+// events) or nothing: only if the batch's first position is above the mark,
+// and then raises the mark to its last position, all in one atomic step. A
+// batch cut in two by a crash between two appends could otherwise be
+// half-published by one reader and wholly by the next, and a new reader's
+// events for the same transaction may differ in number from the old one's
+// (the router's noise suppression is per process), so per-event fencing
+// would misalign; per-transaction fencing cannot.
+//
+// KEYS[1] stream, KEYS[2] mark
+// ARGV[1] window in ms, ARGV[2] first position, ARGV[3] last position,
+// ARGV[4] uid, ARGV[5] type, then per entry: nsp, data, position.
+var publishBatchScript = redis.NewScript(`
+local mark = redis.call('GET', KEYS[2])
+if mark and mark >= ARGV[2] then
+  return 0
+end
+local t = redis.call('TIME')
+local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[1])
+local first = true
+for i = 6, #ARGV, 3 do
+  if first then
+    redis.call('XADD', KEYS[1], 'MINID', '~', string.format('%d', minid), '*',
+      'uid', ARGV[4], 'nsp', ARGV[i], 'type', ARGV[5], 'data', ARGV[i + 1], '` + PositionField + `', ARGV[i + 2])
+    first = false
+  else
+    redis.call('XADD', KEYS[1], '*',
+      'uid', ARGV[4], 'nsp', ARGV[i], 'type', ARGV[5], 'data', ARGV[i + 1], '` + PositionField + `', ARGV[i + 2])
+  end
+end
+redis.call('SET', KEYS[2], ARGV[3])
+return 1
+`)
+
+// PublishBatch appends items to the stream as one fenced unit: all of them,
+// only if fence.Position is above the mark at fence.MarkKey, or none. Entry
+// i carries position {fence.Position.LSN, fence.Position.Index + i} in field
+// walcast-pos, and the mark is raised to the last one, so a later batch must
+// start above it. appended is false when the batch was fenced (already
+// published, or older than what was): nothing changed, and that is not an
+// error. An empty batch appends nothing but still raises the mark when it is
+// above it. Entries are read back and delivered like any other broadcast,
+// here and on every peer; Node peers ignore the extra field.
+func (a *StreamsAdapter) PublishBatch(ctx context.Context, items []BatchItem, fence Fence) (appended bool, err error) {
+	if fence.MarkKey == "" {
+		return false, errors.New("publish batch: empty mark key")
+	}
+	if uint64(fence.Position.Index)+uint64(max(len(items), 1))-1 > uint64(^uint32(0)) {
+		return false, fmt.Errorf("publish batch: %d items overflow the position index", len(items))
+	}
+	s := a.streams
+	first := fence.Position
+	last := Position{LSN: first.LSN, Index: first.Index + uint32(max(len(items), 1)) - 1}
+	args := make([]any, 0, 5+3*len(items))
+	args = append(args, strconv.FormatInt(s.opts.Window.Milliseconds(), 10), first.String(), last.String(),
+		s.uid, strconv.Itoa(typeBroadcast))
+	for i, it := range items {
+		q := *it.Packet
+		q.Namespace = a.ns.Name()
+		data, err := encodeClusterData(&q, it.Opts)
+		if err != nil {
+			return false, fmt.Errorf("encode broadcast %d of batch at %s: %w", i, first, err)
+		}
+		args = append(args, a.ns.Name(), data, Position{LSN: first.LSN, Index: first.Index + uint32(i)}.String())
+	}
+	n, err := publishBatchScript.Run(ctx, s.client, []string{s.opts.StreamName, fence.MarkKey}, args...).Int()
+	if err != nil {
+		return false, fmt.Errorf("append batch at %s to stream %q: %w", first, s.opts.StreamName, err)
+	}
+	return n == 1, nil
+}
+
+// ReadMark returns the high-water mark stored at key; ok is false when there
+// is none yet.
+func ReadMark(ctx context.Context, client *redis.Client, key string) (p Position, ok bool, err error) {
+	v, err := client.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return Position{}, false, nil
+	}
+	if err != nil {
+		return Position{}, false, fmt.Errorf("read mark %q: %w", key, err)
+	}
+	p, err = ParsePosition(v)
+	if err != nil {
+		return Position{}, false, fmt.Errorf("read mark %q: %w", key, err)
+	}
+	return p, true, nil
+}
+
+// Client is the Redis client the adapter uses (for health checks).
+func (s *Streams) Client() *redis.Client { return s.client }
 
 // readRequests answers the cluster requests of Node peers on the namespace's
 // pub/sub channels: fetchSockets with this instance's sockets, and

@@ -22,7 +22,11 @@
 // ignore unknown fields). PublishBatch fences a whole transaction in one
 // script: all its entries (positions LSN/0, LSN/1, ...) or none, the mark then
 // at the last; walcast keeps that mark at "walcast:mark:<slot>" and reads it
-// back (ReadMark) to resume replication after it. Like the 0.3 Node adapter, each namespace also
+// back (ReadMark) to resume replication after it. A batch item with
+// Disconnect is a disconnectSockets entry (type 6, data
+// {"opts":{"rooms":[...],"except":[...],"flags":{}},"close":false}, as the
+// Node adapter writes it): walcast revokes a user's sockets on every
+// instance that way, fenced and ordered with the transaction's events. Like the 0.3 Node adapter, each namespace also
 // subscribes to the pub/sub channels "socket.io#<nsp>#" and
 // "socket.io#<nsp>#<uid>#" that carry requests and responses (and through
 // which Node peers count servers with PUBSUB NUMSUB); walcast answers none of
@@ -38,7 +42,9 @@
 // and disconnect requests with opts on "socket.io-request#<nsp>#" (what the
 // emitter's socketsJoin/socketsLeave/disconnectSockets send) are applied, and
 // Node peers' fetchSockets, allRooms and sockets requests are answered on
-// "socket.io-response#<nsp>#".
+// "socket.io-response#<nsp>#". RequestDisconnect publishes such a disconnect
+// request itself (walcast's revocations in pub/sub mode); every instance,
+// the sender included, applies it.
 // Pub/sub keeps nothing: what is published while an instance is cut off from
 // Redis never reaches its sockets. An application that still emits its own
 // events through the same Redis doubles them and bypasses walcast's audiences.
@@ -58,7 +64,8 @@
 // serverSideEmit from Node peers is not answered (a Node caller waiting for
 // acknowledgements times out when walcast is in the cluster); acknowledged
 // broadcasts over the pub/sub adapter, and socket-id based remoteJoin/Leave/
-// Disconnect requests, are skipped. walcast itself never sends requests: its
-// Sockets/SocketsJoin/DisconnectSockets stay local. Connection state
+// Disconnect requests, are skipped. Apart from the disconnect requests
+// above, walcast sends no requests: its Sockets/SocketsJoin/DisconnectSockets
+// stay local. Connection state
 // recovery is a separate issue.
 package redisadapter

@@ -507,6 +507,22 @@ func encodeClusterData(p *parser.Packet, opts socketio.BroadcastOptions) (string
 	return string(b), nil
 }
 
+// encodeDisconnectData is the data of a disconnectSockets entry (type 6) as
+// the Node adapter writes it: {"opts":{"rooms":[...],"except":[...],"flags":{}},"close":false}.
+// close true would drop the connection without a DISCONNECT packet, so the
+// client would reconnect.
+func encodeDisconnectData(opts socketio.BroadcastOptions, close bool) string {
+	b := make([]byte, 0, 64)
+	b = append(b, `{"opts":{"rooms":`...)
+	b = appendJSONStrings(b, opts.Rooms)
+	b = append(b, `,"except":`...)
+	b = appendJSONStrings(b, opts.Except)
+	b = append(b, `,"flags":{}},"close":`...)
+	b = strconv.AppendBool(b, close)
+	b = append(b, '}')
+	return string(b)
+}
+
 func argsLen(args []json.RawMessage) int {
 	n := 0
 	for _, a := range args {

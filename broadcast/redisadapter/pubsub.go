@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -120,6 +121,32 @@ func (a *PubSubAdapter) Broadcast(p *parser.Packet, opts socketio.BroadcastOptio
 	}
 	return nil
 }
+
+// RequestDisconnect asks every instance, this one included, to disconnect
+// the sockets opts designates: a disconnectSockets request on
+// "<key>-request#<nsp>#", as @socket.io/redis-emitter sends it, so Node
+// peers apply it too. The sockets get a DISCONNECT packet ("io server
+// disconnect"). Like all of pub/sub, an instance cut off from Redis when it
+// is published never sees it.
+func (a *PubSubAdapter) RequestDisconnect(ctx context.Context, opts socketio.BroadcastOptions) error {
+	b := make([]byte, 0, 96)
+	b = append(b, `{"type":`...)
+	b = strconv.AppendInt(b, requestRemoteDisconnect, 10)
+	b = append(b, `,"opts":{"rooms":`...)
+	b = appendJSONStrings(b, opts.Rooms)
+	b = append(b, `,"except":`...)
+	b = appendJSONStrings(b, opts.Except)
+	b = append(b, `},"close":false}`...)
+	ctx, cancel := context.WithTimeout(ctx, a.pubsub.opts.PublishTimeout)
+	defer cancel()
+	if err := a.pubsub.client.Publish(ctx, a.requests, b).Err(); err != nil {
+		return fmt.Errorf("publish disconnect request to %q: %w", a.requests, err)
+	}
+	return nil
+}
+
+// Client is the Redis client the adapter uses (for health checks).
+func (p *PubSub) Client() *redis.Client { return p.client }
 
 func (a *PubSubAdapter) read() {
 	defer close(a.done)

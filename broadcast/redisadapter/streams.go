@@ -378,10 +378,15 @@ func (a *StreamsAdapter) Publish(ctx context.Context, p *parser.Packet, opts soc
 	return id, nil
 }
 
-// BatchItem is one broadcast of a PublishBatch.
+// BatchItem is one entry of a PublishBatch: a broadcast of Packet, or, with
+// Disconnect, a disconnectSockets request (type 6, as the Node adapter writes
+// it, close false) for the sockets Opts designates. Every instance applies it
+// to its own sockets when it reads it back: they get a DISCONNECT packet
+// ("io server disconnect"), so clients do not reconnect by themselves.
 type BatchItem struct {
-	Packet *parser.Packet
-	Opts   socketio.BroadcastOptions
+	Packet     *parser.Packet
+	Opts       socketio.BroadcastOptions
+	Disconnect bool
 }
 
 // publishBatchScript appends a whole batch (one committed transaction's
@@ -395,7 +400,7 @@ type BatchItem struct {
 //
 // KEYS[1] stream, KEYS[2] mark
 // ARGV[1] window in ms, ARGV[2] first position, ARGV[3] last position,
-// ARGV[4] uid, ARGV[5] type, then per entry: nsp, data, position.
+// ARGV[4] uid, then per entry: nsp, type, data, position.
 var publishBatchScript = redis.NewScript(`
 local mark = redis.call('GET', KEYS[2])
 if mark and mark >= ARGV[2] then
@@ -404,14 +409,14 @@ end
 local t = redis.call('TIME')
 local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[1])
 local first = true
-for i = 6, #ARGV, 3 do
+for i = 5, #ARGV, 4 do
   if first then
     redis.call('XADD', KEYS[1], 'MINID', '~', string.format('%d', minid), '*',
-      'uid', ARGV[4], 'nsp', ARGV[i], 'type', ARGV[5], 'data', ARGV[i + 1], '` + PositionField + `', ARGV[i + 2])
+      'uid', ARGV[4], 'nsp', ARGV[i], 'type', ARGV[i + 1], 'data', ARGV[i + 2], '` + PositionField + `', ARGV[i + 3])
     first = false
   else
     redis.call('XADD', KEYS[1], '*',
-      'uid', ARGV[4], 'nsp', ARGV[i], 'type', ARGV[5], 'data', ARGV[i + 1], '` + PositionField + `', ARGV[i + 2])
+      'uid', ARGV[4], 'nsp', ARGV[i], 'type', ARGV[i + 1], 'data', ARGV[i + 2], '` + PositionField + `', ARGV[i + 3])
   end
 end
 redis.call('SET', KEYS[2], ARGV[3])
@@ -437,17 +442,23 @@ func (a *StreamsAdapter) PublishBatch(ctx context.Context, items []BatchItem, fe
 	s := a.streams
 	first := fence.Position
 	last := Position{LSN: first.LSN, Index: first.Index + uint32(max(len(items), 1)) - 1}
-	args := make([]any, 0, 5+3*len(items))
-	args = append(args, strconv.FormatInt(s.opts.Window.Milliseconds(), 10), first.String(), last.String(),
-		s.uid, strconv.Itoa(typeBroadcast))
+	args := make([]any, 0, 4+4*len(items))
+	args = append(args, strconv.FormatInt(s.opts.Window.Milliseconds(), 10), first.String(), last.String(), s.uid)
 	for i, it := range items {
-		q := *it.Packet
-		q.Namespace = a.ns.Name()
-		data, err := encodeClusterData(&q, it.Opts)
-		if err != nil {
-			return false, fmt.Errorf("encode broadcast %d of batch at %s: %w", i, first, err)
+		typ, data := typeBroadcast, ""
+		if it.Disconnect {
+			typ, data = typeDisconnect, encodeDisconnectData(it.Opts, false)
+		} else {
+			if it.Packet == nil {
+				return false, fmt.Errorf("encode broadcast %d of batch at %s: no packet", i, first)
+			}
+			q := *it.Packet
+			q.Namespace = a.ns.Name()
+			if data, err = encodeClusterData(&q, it.Opts); err != nil {
+				return false, fmt.Errorf("encode broadcast %d of batch at %s: %w", i, first, err)
+			}
 		}
-		args = append(args, a.ns.Name(), data, Position{LSN: first.LSN, Index: first.Index + uint32(i)}.String())
+		args = append(args, a.ns.Name(), strconv.Itoa(typ), data, Position{LSN: first.LSN, Index: first.Index + uint32(i)}.String())
 	}
 	n, err := publishBatchScript.Run(ctx, s.client, []string{s.opts.StreamName, fence.MarkKey}, args...).Int()
 	if err != nil {

@@ -19,6 +19,7 @@ type settings struct {
 	JWTPublicKey    string // path to a PEM file
 	JWTAlgorithm    string
 	RedisURL        string
+	RedisAdapter    string // "streams" or "pubsub"
 	Listen          string
 	Path            string
 	CORSOrigins     []string
@@ -46,6 +47,7 @@ var serveSettings = []setting{
 	{"jwt-public-key", "JWT_PUBLIC_KEY_FILE", "PEM public key file for RS256/ES256 tokens"},
 	{"jwt-algorithm", "JWT_ALGORITHM", "the one accepted token algorithm: HS256, RS256 or ES256 (default HS256, or RS256 with a public key)"},
 	{"redis-url", "REDIS_URL", "Redis URL (redis:// or rediss://); unset: one instance, locks in memory"},
+	{"redis-adapter", "WALCAST_REDIS_ADAPTER", "how instances share events through Redis: streams (a fenced Redis stream, @socket.io/redis-streams-adapter 0.3 compatible: each change delivered exactly once across a reader failover) or pubsub (@socket.io/redis-adapter 8 compatible, reachable by @socket.io/redis-emitter: no fencing, so a failover can deliver the last transactions twice, and an instance cut off from Redis misses what is published meanwhile; revocations go out as disconnect requests on the request channel, equally unkept); needs --redis-url"},
 	{"listen", "WALCAST_LISTEN", "HTTP listen address"},
 	{"path", "WALCAST_PATH", "Socket.IO path"},
 	{"cors-origins", "WALCAST_CORS_ORIGINS", "comma-separated allowed browser origins; * allows any (default: same origin only)"},
@@ -89,7 +91,7 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 	fs.SetOutput(stderr)
 	vals := map[string]*string{}
 	defaults := map[string]string{
-		"listen": ":8080", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
+		"listen": ":8080", "redis-adapter": "streams", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
 		"log-level": "info", "log-format": "text", "token-expiry-warning": "1m", "lock-ttl": "15m",
 		"recreate-slot": "false", "lock-renew": "false", "lock-release-on-disconnect": "false",
 	}
@@ -144,6 +146,7 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 		JWTPublicKey:    get("jwt-public-key"),
 		JWTAlgorithm:    strings.ToUpper(get("jwt-algorithm")),
 		RedisURL:        get("redis-url"),
+		RedisAdapter:    strings.ToLower(get("redis-adapter")),
 		Listen:          get("listen"),
 		Path:            get("path"),
 		ConfigFile:      get("config"),
@@ -201,6 +204,15 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 	}
 	if s.RedisURL != "" && !strings.HasPrefix(s.RedisURL, "redis://") && !strings.HasPrefix(s.RedisURL, "rediss://") && !strings.HasPrefix(s.RedisURL, "unix://") {
 		errs = append(errs, fmt.Errorf("--redis-url: %q must start with redis://, rediss:// or unix://", s.RedisURL))
+	}
+	switch s.RedisAdapter {
+	case "streams":
+	case "pubsub":
+		if s.RedisURL == "" {
+			errs = append(errs, errors.New("--redis-adapter (WALCAST_REDIS_ADAPTER) pubsub needs --redis-url (REDIS_URL)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--redis-adapter (WALCAST_REDIS_ADAPTER): %q is not streams or pubsub", s.RedisAdapter))
 	}
 	if slices.Contains(s.CORSOrigins, "*") && len(s.CORSOrigins) > 1 {
 		errs = append(errs, errors.New("--cors-origins: * together with named origins is contradictory"))

@@ -69,6 +69,8 @@ func TestParseServeRefusals(t *testing.T) {
 		{"zero duration", nil, append(ok, "WALCAST_TOKEN_EXPIRY_WARNING=0s"), "--token-expiry-warning"},
 		{"bad boolean", []string{"--lock-renew=maybe"}, ok, "--lock-renew"},
 		{"bad boolean from env", nil, append(ok, "WALCAST_RECREATE_SLOT=sometimes"), "--recreate-slot"},
+		{"unknown redis adapter", []string{"--redis-adapter", "kafka"}, append(ok, "REDIS_URL=redis://127.0.0.1:6379"), `--redis-adapter (WALCAST_REDIS_ADAPTER): "kafka"`},
+		{"pubsub without redis", nil, append(ok, "WALCAST_REDIS_ADAPTER=pubsub"), "--redis-adapter (WALCAST_REDIS_ADAPTER) pubsub needs --redis-url"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,5 +111,35 @@ func TestParseServeBooleans(t *testing.T) {
 		if s.RecreateSlot != tc.want {
 			t.Errorf("%v %v: RecreateSlot = %v, want %v", tc.args, tc.env, s.RecreateSlot, tc.want)
 		}
+	}
+}
+
+// TestParseServeRedisAdapter: streams by default, pubsub from the flag or the
+// environment (the flag winning), any case.
+func TestParseServeRedisAdapter(t *testing.T) {
+	base := []string{"DATABASE_URL=postgres://x/db", "JWT_SECRET=s", "REDIS_URL=redis://127.0.0.1:6379"}
+	cases := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{nil, nil, "streams"},
+		{[]string{"--redis-adapter", "pubsub"}, nil, "pubsub"},
+		{nil, []string{"WALCAST_REDIS_ADAPTER=PubSub"}, "pubsub"},
+		{[]string{"--redis-adapter=streams"}, []string{"WALCAST_REDIS_ADAPTER=pubsub"}, "streams"},
+	}
+	for _, tc := range cases {
+		s, err := parseServe(tc.args, append(slices.Clone(base), tc.env...), io.Discard)
+		if err != nil {
+			t.Errorf("%v %v: %v", tc.args, tc.env, err)
+			continue
+		}
+		if s.RedisAdapter != tc.want {
+			t.Errorf("%v %v: RedisAdapter = %q, want %q", tc.args, tc.env, s.RedisAdapter, tc.want)
+		}
+	}
+	// Without Redis the default is accepted: it only matters with REDIS_URL.
+	if _, err := parseServe(nil, base[:2], io.Discard); err != nil {
+		t.Errorf("default adapter without REDIS_URL: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/walcast/walcast/broadcast"
 	"github.com/walcast/walcast/broadcast/auth"
@@ -55,7 +56,9 @@ type server struct {
 	locks    *locks.Service
 	http     *http.Server
 	listener net.Listener
-	streams  *redisadapter.Streams // nil without REDIS_URL
+	redis    *redis.Client         // nil without REDIS_URL
+	streams  *redisadapter.Streams // with REDIS_URL and --redis-adapter streams
+	pubsub   *redisadapter.PubSub  // with REDIS_URL and --redis-adapter pubsub
 	markKey  string                // high-water mark of published transactions, with REDIS_URL
 	stopping chan struct{}
 	// lockUpdates queues lock announcements for sendLockUpdates.
@@ -111,7 +114,21 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: log},
 		Logger:   log,
 	}
-	if cfg.RedisURL != "" {
+	if cfg.RedisURL != "" && cfg.RedisAdapter == "pubsub" {
+		// Events go through hub.Emit, published on the classic adapter's
+		// channels: no fencing, so a takeover may repeat the last
+		// transactions (the flag's usage says so).
+		rdb, err := redisadapter.NewClient(cfg.RedisURL, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return nil, fmt.Errorf("connect the Redis pub/sub adapter (REDIS_URL): %w", err)
+		}
+		s.redis = rdb
+		s.pubsub = redisadapter.NewPubSub(rdb, redisadapter.PubSubOptions{Logger: log})
+		hubCfg.NewAdapter = s.pubsub.NewAdapter
+	} else if cfg.RedisURL != "" {
 		// Events (and lock announcements) travel through a Redis stream that
 		// every instance reads back, the reader included, so a socket on any
 		// instance gets every event once, in one order.
@@ -123,6 +140,7 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 		if err != nil {
 			return nil, fmt.Errorf("connect the Redis stream adapter (REDIS_URL): %w", err)
 		}
+		s.redis = rdb
 		hubCfg.NewAdapter = s.streams.NewAdapter
 		// One mark per slot: the slot is what orders the transactions the
 		// mark's positions (their end LSNs) refer to.
@@ -249,10 +267,10 @@ func (s *server) ready() (bool, string) {
 		return false, "shutting down"
 	default:
 	}
-	if s.streams != nil {
+	if s.redis != nil {
 		// Without Redis no event reaches any socket and locks fail closed.
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := s.streams.Client().Ping(ctx).Err()
+		err := s.redis.Ping(ctx).Err()
 		cancel()
 		if err != nil {
 			return false, "Redis unreachable: " + err.Error()
@@ -263,7 +281,7 @@ func (s *server) ready() (bool, string) {
 	case cdc.StateLeader:
 		return true, "reading the replication slot"
 	case cdc.StateStandby:
-		if s.streams != nil {
+		if s.redis != nil {
 			return true, "standby: another instance reads the replication slot; its events reach this one through Redis"
 		}
 		return false, "standby: another instance reads the replication slot and REDIS_URL is not set, so its events cannot reach this one"
@@ -508,10 +526,21 @@ func (c *changeConsumer) Commit(ctx context.Context, tx cdc.TxInfo) error {
 	c.open = false
 	b := c.s.router.Commit(tx)
 	var err error
-	if c.s.streams != nil {
-		err = c.publishFenced(ctx, tx, b.Emits)
-	} else {
-		err = c.emitLocal(ctx, tx, b.Emits)
+	switch {
+	case c.s.streams != nil:
+		// Revocations ride in the same fenced batch as the events: every
+		// instance applies them, once, in order with the events.
+		err = c.publishFenced(ctx, tx, b.Emits, b.Users)
+	case c.s.pubsub != nil:
+		if err = c.emitLocal(ctx, tx, b.Emits); err == nil {
+			err = c.requestRevocations(ctx, tx, b.Users)
+		}
+	default:
+		if err = c.emitLocal(ctx, tx, b.Emits); err == nil {
+			for _, u := range b.Users {
+				c.s.revoke(u)
+			}
+		}
 	}
 	if err != nil {
 		// The transaction comes again: a router that remembered its rows
@@ -519,8 +548,53 @@ func (c *changeConsumer) Commit(ctx context.Context, tx cdc.TxInfo) error {
 		c.forget()
 		return err
 	}
-	for _, u := range b.Users {
-		c.s.revoke(u)
+	return nil
+}
+
+// revocation says which sockets of every instance an account change cuts,
+// as rooms for a cluster disconnect request: all of the user's sockets when
+// the row is deleted or locked out; on a role change, those whose token
+// carries another role (a socket is in role:<its token's role>). A row whose
+// role is empty cuts every socket of the user: no room marks "no role", and
+// cutting too many beats serving a demoted user. ok is false when nothing
+// is cut.
+func revocation(u route.UserChange, now time.Time) (opts socketio.BroadcastOptions, why string, ok bool) {
+	opts.Rooms = []string{"user:" + u.ID}
+	switch {
+	case u.Deleted:
+		return opts, "user deleted", true
+	case u.LockedUntil.After(now):
+		return opts, "user locked out", true
+	case u.RoleKnown:
+		if u.Role != "" {
+			opts.Except = []string{"role:" + u.Role}
+		}
+		return opts, "role changed", true
+	}
+	return socketio.BroadcastOptions{}, "", false
+}
+
+// requestRevocations publishes a disconnect request per account change on
+// the pub/sub adapter's request channel; every instance, this one included,
+// applies it to its sockets.
+func (c *changeConsumer) requestRevocations(ctx context.Context, tx cdc.TxInfo, users []route.UserChange) error {
+	if len(users) == 0 {
+		return nil
+	}
+	a, ok := c.s.ns.Adapter().(*redisadapter.PubSubAdapter)
+	if !ok {
+		return fmt.Errorf("revoke sockets at %s: namespace adapter is %T, not Redis pub/sub", tx.EndLSN, c.s.ns.Adapter())
+	}
+	now := time.Now()
+	for _, u := range users {
+		opts, why, ok := revocation(u, now)
+		if !ok {
+			continue
+		}
+		if err := a.RequestDisconnect(ctx, opts); err != nil {
+			return fmt.Errorf("revoke sockets of user %s (%s) at %s: %w", u.ID, why, tx.EndLSN, err)
+		}
+		c.s.log.Info("revoking sockets on every instance", "user", u.ID, "reason", why, "except", opts.Except)
 	}
 	return nil
 }
@@ -557,8 +631,8 @@ func (c *changeConsumer) emitLocal(ctx context.Context, tx cdc.TxInfo, emits []r
 // not each event's index: a new reader's router (its noise suppression is
 // per process) may produce a different list of events for the same
 // transaction. A fenced transaction counts as accepted.
-func (c *changeConsumer) publishFenced(ctx context.Context, tx cdc.TxInfo, emits []route.Emit) error {
-	items := make([]redisadapter.BatchItem, 0, len(emits))
+func (c *changeConsumer) publishFenced(ctx context.Context, tx cdc.TxInfo, emits []route.Emit, users []route.UserChange) error {
+	items := make([]redisadapter.BatchItem, 0, len(emits)+len(users))
 	for _, e := range emits {
 		if !e.All && len(e.Rooms) == 0 {
 			continue // nobody is in the audience of this row
@@ -572,6 +646,15 @@ func (c *changeConsumer) publishFenced(ctx context.Context, tx cdc.TxInfo, emits
 			p.Args = append(p.Args, json.RawMessage(e.Payload))
 		}
 		items = append(items, redisadapter.BatchItem{Packet: p, Opts: socketio.BroadcastOptions{Rooms: e.Rooms, Except: e.Except}})
+	}
+	// After the events, as the local path revokes after emitting.
+	now := time.Now()
+	var revoked []any
+	for _, u := range users {
+		if opts, why, ok := revocation(u, now); ok {
+			items = append(items, redisadapter.BatchItem{Disconnect: true, Opts: opts})
+			revoked = append(revoked, u.ID+" ("+why+")")
+		}
 	}
 	if len(items) == 0 {
 		return nil // nothing to publish; the mark need not move for it
@@ -587,6 +670,8 @@ func (c *changeConsumer) publishFenced(ctx context.Context, tx cdc.TxInfo, emits
 	}
 	if !appended {
 		c.s.log.Debug("transaction already published: skipped", "xid", tx.XID, "end_lsn", tx.EndLSN)
+	} else if len(revoked) > 0 {
+		c.s.log.Info("revoking sockets on every instance", "users", revoked, "end_lsn", tx.EndLSN)
 	}
 	return nil
 }

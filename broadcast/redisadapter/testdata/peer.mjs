@@ -109,6 +109,7 @@ if (mode === "server") {
     const socket = io(url, { auth: { rooms: rooms || [] }, transports: ["websocket"], reconnection: false });
     socket.on("connect", () => out({ connected: name }));
     socket.on("connect_error", (e) => out({ client: name, error: e.message }));
+    socket.on("disconnect", (reason) => out({ disconnected: name, reason }));
     socket.onAny((event, ...a) => {
       if (typeof a[a.length - 1] === "function") a.pop()("ack:" + name);
       out({ client: name, event, args: a.map(enc) });

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every walcast test on a fresh Debian machine, installing what is missing:
-# PostgreSQL 15 (initdb/pg_ctl), redis-server, Node.js + npm, Chromium (one
-# browser test), the npm packages of every folder with a package-lock.json,
+# PostgreSQL 15 (initdb/pg_ctl), redis-server, nginx (sticky-session test),
+# Node.js + npm, Chromium (one browser test), the npm packages of every folder with a package-lock.json,
 # and staticcheck. Then: go vet, staticcheck, go test -race ./...
 #
 # Usage: scripts/test.sh [extra go test args, e.g. -run TestX]
@@ -20,6 +20,7 @@ command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
 command -v useradd >/dev/null || need_pkgs+=(passwd)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_pkgs+=(nginx)
 if ((${#need_pkgs[@]})); then
 	log "installing Debian packages: ${need_pkgs[*]}"
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -28,8 +29,11 @@ if ((${#need_pkgs[@]})); then
 fi
 # Debian starts the packaged services on install; the tests start their own.
 if command -v systemctl >/dev/null 2>&1; then
-	systemctl stop redis-server postgresql >/dev/null 2>&1 || true
+	systemctl stop redis-server postgresql nginx >/dev/null 2>&1 || true
 fi
+for svc in redis-server postgresql nginx; do
+	service "$svc" stop >/dev/null 2>&1 || true
+done
 
 # Every folder with a lockfile: the e2e client, the browser test, the benchmarks.
 while IFS= read -r lock; do

@@ -1,0 +1,461 @@
+// Command scaleout measures what scaling walcast out costs: server CPU per
+// delivered message with one walcast instance and with two, both on the
+// Redis Streams adapter, the same clients and the same offered rate, plus
+// redis-server's CPU per event.
+//
+//	go run ./bench/scaleout [-clients 500,1000] [-rate 50] [-duration 15s]
+//
+// It starts a throwaway PostgreSQL (internal/pgtest) with the example
+// schema and a redis-server (internal/redistest), builds `walcast` from this
+// tree and runs it with REDIS_URL. Instance A is started once and reads the
+// replication slot for the whole run. For every client count C, two phases
+// run back to back with the same writer:
+//
+//   - 1 instance: A alone, C clients on A;
+//   - 2 instances: instance B is started on the same slot (it stands by:
+//     the slot refuses a second reader) and the clients are split C/2 on A,
+//     C/2 on B; B is stopped after the phase.
+//
+// Every client holds an admin token, so every donation reaches every
+// client: one INSERT is C delivered messages. Each phase commits single-row
+// INSERT transactions at -rate for -duration, then waits until every client
+// has every event (or -drain passes). CPU is utime+stime from /proc of each
+// process over that span: walcast CPU per delivered message sums the
+// instances; Redis CPU per event divides redis-server's CPU by the
+// transactions committed. All processes share the machine, so the figures
+// to compare are CPU per message, not throughput.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/walcast/walcast/bench/internal/procstat"
+	"github.com/walcast/walcast/internal/pgtest"
+	"github.com/walcast/walcast/internal/redistest"
+	"github.com/walcast/walcast/sql"
+)
+
+type options struct {
+	clients  []int
+	rate     float64
+	duration time.Duration
+	drain    time.Duration
+	idle     time.Duration
+}
+
+func main() {
+	var o options
+	counts := flag.String("clients", "500,1000", "comma-separated total client counts C; each is run with 1 and with 2 instances")
+	flag.Float64Var(&o.rate, "rate", 50, "offered single-row INSERT transactions per second")
+	flag.DurationVar(&o.duration, "duration", 15*time.Second, "how long each phase writes")
+	flag.DurationVar(&o.idle, "idle", 3*time.Second, "idle reference before each phase: same connections, nothing written")
+	flag.DurationVar(&o.drain, "drain", 15*time.Second, "how long a phase waits for the last deliveries")
+	flag.Parse()
+	var err error
+	if o.clients, err = parseCounts(*counts); err != nil {
+		fmt.Fprintln(os.Stderr, "scaleout: -clients:", err)
+		os.Exit(2)
+	}
+	if o.rate <= 0 || o.duration <= 0 {
+		fmt.Fprintln(os.Stderr, "scaleout: -rate and -duration must be positive")
+		os.Exit(2)
+	}
+	if err := run(context.Background(), o); err != nil {
+		fmt.Fprintln(os.Stderr, "scaleout:", err)
+		os.Exit(1)
+	}
+}
+
+// parseCounts reads "500,1000". Odd counts are refused: C is split evenly
+// between two instances, and an uneven split would blur the comparison.
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", f, err)
+		}
+		if n < 2 || n%2 != 0 {
+			return nil, fmt.Errorf("%d: want an even count >= 2", n)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no client count")
+	}
+	return out, nil
+}
+
+const secret = "bench-scaleout-secret"
+
+func run(ctx context.Context, o options) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tmp, err := os.MkdirTemp("", "walcast-scaleout-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	fmt.Fprintln(os.Stderr, "building walcast, starting PostgreSQL and redis-server...")
+	bin := filepath.Join(tmp, "walcast")
+	build := exec.Command("go", "build", "-o", bin, "github.com/walcast/walcast/cmd/walcast")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build walcast: %w", err)
+	}
+	pg, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer pg.Close()
+	if err := pg.CreateDatabase(ctx, "bench"); err != nil {
+		return fmt.Errorf("create database: %w", err)
+	}
+	dsn := pg.ConnString("bench")
+	if err := pg.Exec(ctx, "bench", sql.GraceGiverSchema+`; INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'Bench', 'Donor')`); err != nil {
+		return fmt.Errorf("load schema: %w", err)
+	}
+	rs, err := redistest.Start(redistest.Options{})
+	if err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	defer rs.Close()
+	// One connection of the driver's own for INFO: its few commands per
+	// phase are the only Redis load that is not walcast's.
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rdb.Close()
+	redisPID, err := redisPid(ctx, rdb)
+	if err != nil {
+		return err
+	}
+
+	env := []string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret, "REDIS_URL=" + rs.URL(), "PATH=" + os.Getenv("PATH")}
+	a, err := startInstance(ctx, bin, env, "A")
+	if err != nil {
+		return err
+	}
+	defer a.stop()
+	if st, err := a.readerState(); err != nil || st != "leader" {
+		return fmt.Errorf("instance A should read the slot: reader %q, %v", st, err)
+	}
+
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"id": 1, "username": "bench", "role": "admin", "memberId": nil,
+		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte(secret))
+	if err != nil {
+		return fmt.Errorf("sign token: %w", err)
+	}
+	w, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("writer connect: %w", err)
+	}
+	defer w.Close(context.Background())
+
+	loadBefore := loadavg()
+	var results []phase
+	for _, c := range o.clients {
+		ph, err := runPhase(ctx, o, w, tok, rdb, redisPID, c, []*instance{a})
+		if err != nil {
+			return err
+		}
+		results = append(results, ph)
+
+		b, err := startInstance(ctx, bin, env, "B")
+		if err != nil {
+			return err
+		}
+		if st, err := b.readerState(); err != nil || st != "standby" {
+			b.stop()
+			return fmt.Errorf("instance B should stand by: reader %q, %v", st, err)
+		}
+		ph, err = runPhase(ctx, o, w, tok, rdb, redisPID, c, []*instance{a, b})
+		b.stop()
+		if err != nil {
+			return err
+		}
+		results = append(results, ph)
+	}
+	report(os.Stdout, o, results, loadBefore, loadavg())
+	printCommandStats(os.Stdout, results)
+	return nil
+}
+
+// phase is one measured stretch of writing with one set of instances.
+type phase struct {
+	clients, instances int
+	events             int64 // transactions committed
+	delivered, want    int64
+	broken             int64
+	wall               time.Duration
+	walcastCPU         []time.Duration // per instance, reader first
+	redisCPU           time.Duration
+	selfCPU            time.Duration // this process: clients and writer
+	// The idle reference just before writing: same connections, no events.
+	idleWall, idleWalcast, idleRedis time.Duration
+	redisCmds                        map[string]cmdStat // while writing and draining
+	uneven                           []string           // instances whose clients did not get exactly every event
+}
+
+func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redis.Client, redisPID, c int, insts []*instance) (phase, error) {
+	ph := phase{clients: c, instances: len(insts)}
+	per := c / len(insts)
+	var pools []*clients
+	defer func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}()
+	for _, in := range insts {
+		fmt.Fprintf(os.Stderr, "connecting %d clients to instance %s...\n", per, in.name)
+		p, err := dialClients(ctx, "ws://"+in.addr+"/socket.io/?EIO=4&transport=websocket", tok, per, 50)
+		if err != nil {
+			return ph, fmt.Errorf("clients on instance %s: %w", in.name, err)
+		}
+		pools = append(pools, p)
+	}
+	time.Sleep(time.Second) // let the connection ramp's work settle before counting CPU
+
+	// Reference: the same processes and connections with nothing written.
+	// Redis spends CPU on its own timers and on the instances' blocking
+	// reads and heartbeats whether or not events flow; at tens of
+	// events per second that is a large share of its CPU per event.
+	fmt.Fprintf(os.Stderr, "C=%d, %d instance(s): idle for %s...\n", c, len(insts), o.idle)
+	idleWalcast0, err := sumCPU(insts)
+	if err != nil {
+		return ph, err
+	}
+	idleRedis0, err := taskCPU(redisPID)
+	if err != nil {
+		return ph, err
+	}
+	idleStart := time.Now()
+	time.Sleep(o.idle)
+	idleWalcast1, err := sumCPU(insts)
+	if err != nil {
+		return ph, err
+	}
+	idleRedis1, err := taskCPU(redisPID)
+	if err != nil {
+		return ph, err
+	}
+	ph.idleWall, ph.idleWalcast, ph.idleRedis = time.Since(idleStart), idleWalcast1-idleWalcast0, idleRedis1-idleRedis0
+
+	fmt.Fprintf(os.Stderr, "C=%d, %d instance(s): writing %.0f transactions/s for %s...\n", c, len(insts), o.rate, o.duration)
+	cpu0 := make([]time.Duration, len(insts))
+	for i, in := range insts {
+		var err error
+		if cpu0[i], err = procstat.CPU(in.pid()); err != nil {
+			return ph, err
+		}
+	}
+	redis0, err := taskCPU(redisPID)
+	if err != nil {
+		return ph, err
+	}
+	self0, _ := procstat.CPU(os.Getpid())
+	cmds0, err := commandStats(ctx, rdb)
+	if err != nil {
+		return ph, err
+	}
+	start := time.Now()
+
+	n, err := write(ctx, w, o.rate, o.duration)
+	if err != nil {
+		return ph, err
+	}
+	ph.events, ph.want = n, n*int64(c)
+	delivered := func() int64 {
+		var sum int64
+		for _, p := range pools {
+			sum += p.delivered.Load()
+		}
+		return sum
+	}
+	for deadline := time.Now().Add(o.drain); delivered() < ph.want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	ph.wall = time.Since(start)
+	for i, in := range insts {
+		cpu, err := procstat.CPU(in.pid())
+		if err != nil {
+			return ph, err
+		}
+		ph.walcastCPU = append(ph.walcastCPU, cpu-cpu0[i])
+	}
+	redis1, err := taskCPU(redisPID)
+	if err != nil {
+		return ph, err
+	}
+	self1, _ := procstat.CPU(os.Getpid())
+	cmds1, err := commandStats(ctx, rdb)
+	if err != nil {
+		return ph, err
+	}
+	ph.redisCmds = diffStats(cmds0, cmds1)
+	ph.redisCPU, ph.selfCPU = redis1-redis0, self1-self0
+	ph.delivered = delivered()
+	for i, p := range pools {
+		ph.broken += p.broken.Load()
+		// Totals could hide one instance's clients missing events while
+		// another's got extras; each instance's share must be exact.
+		if got, want := p.delivered.Load(), n*int64(per); got != want {
+			ph.uneven = append(ph.uneven, fmt.Sprintf("instance %s's clients got %d of %d", insts[i].name, got, want))
+		}
+	}
+	return ph, nil
+}
+
+// write commits single-row INSERTs at rate for d and returns how many.
+func write(ctx context.Context, conn *pgx.Conn, rate float64, d time.Duration) (int64, error) {
+	const stmt = `INSERT INTO donations (member_id, amount, fund, notes) VALUES ('m-1', 10, 'bench', 'scaleout')`
+	total := int64(rate * d.Seconds())
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	for i := range total {
+		select {
+		case <-ctx.Done():
+			return i, ctx.Err()
+		case <-tick.C:
+		}
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return i, fmt.Errorf("insert %d: %w", i, err)
+		}
+	}
+	return total, nil
+}
+
+// instance is one `walcast serve` process.
+type instance struct {
+	name, addr string
+	cmd        *exec.Cmd
+}
+
+func startInstance(ctx context.Context, bin string, env []string, name string) (*instance, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--log-level", "warn")
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start walcast %s: %w", name, err)
+	}
+	in := &instance{name: name, addr: addr, cmd: cmd}
+	if err := waitReady("http://"+addr+"/readyz", 60*time.Second); err != nil {
+		in.stop()
+		return nil, fmt.Errorf("walcast %s: %w", name, err)
+	}
+	return in, nil
+}
+
+// sumCPU is the CPU the instances have used so far, together.
+func sumCPU(insts []*instance) (time.Duration, error) {
+	var sum time.Duration
+	for _, in := range insts {
+		c, err := procstat.CPU(in.pid())
+		if err != nil {
+			return 0, err
+		}
+		sum += c
+	}
+	return sum, nil
+}
+
+func (in *instance) pid() int { return in.cmd.Process.Pid }
+
+// readerState is the "reader" field of /readyz: leader or standby.
+func (in *instance) readerState() (string, error) {
+	resp, err := http.Get("http://" + in.addr + "/readyz")
+	if err != nil {
+		return "", fmt.Errorf("readyz of %s: %w", in.name, err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Reader string `json:"reader"`
+	}
+	if err := decodeJSON(resp.Body, &body); err != nil {
+		return "", fmt.Errorf("readyz of %s: %w", in.name, err)
+	}
+	return body.Reader, nil
+}
+
+func (in *instance) stop() {
+	_ = in.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = in.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = in.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// redisPid asks the server for its own pid (INFO server), so its CPU can be
+// read from /proc without depending on how the test helper started it.
+func redisPid(ctx context.Context, rdb *redis.Client) (int, error) {
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis INFO server: %w", err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("redis INFO server has no process_id")
+}
+
+func waitReady(url string, timeout time.Duration) error {
+	c := http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := c.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %s", timeout)
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// loadavg is the 1-minute load average: on a shared machine it says how
+// much the figures owe to other work.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}

@@ -24,8 +24,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +39,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/walcast/walcast/bench/internal/authclient"
 	"github.com/walcast/walcast/bench/internal/procstat"
+	"github.com/walcast/walcast/bench/internal/walcastproc"
 	"github.com/walcast/walcast/e2e/sioclient"
 	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/sql"
@@ -99,7 +99,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("load schema: %w", err)
 	}
 
-	addr, err := freeAddr()
+	addr, err := walcastproc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("start walcast: %w", err)
 	}
 	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
-	if err := waitReady("http://"+addr+"/readyz", 60*time.Second); err != nil {
+	if err := walcastproc.WaitReady("http://"+addr+"/readyz", 60*time.Second); err != nil {
 		return err
 	}
 
@@ -188,11 +188,11 @@ type phase struct {
 
 func runPhase(ctx context.Context, o options, clients int, wsURL, tok string, pid int, w *writer, p *probes, l *listener) (phase, error) {
 	ph := phase{clients: clients}
-	var load *loadClients
+	var load *authclient.Clients
 	if clients > 0 {
 		fmt.Fprintf(os.Stderr, "connecting %d cheap clients...\n", clients)
 		var err error
-		if load, err = dialLoad(ctx, wsURL, tok, clients, 50); err != nil {
+		if load, err = authclient.Dial(ctx, wsURL, tok, "donation:update", clients, 50); err != nil {
 			return ph, fmt.Errorf("load clients: %w", err)
 		}
 		defer load.Close()
@@ -208,7 +208,7 @@ func runPhase(ctx context.Context, o options, clients int, wsURL, tok string, pi
 	wall := time.Since(start)
 	cpuAfter, _ := procstat.CPU(pid)
 	selfAfter, _ := procstat.CPU(os.Getpid())
-	ph.load = loadavg()
+	ph.load = walcastproc.LoadAvg()
 	ph.walcastCPU = 100 * (cpuAfter - cpuBefore).Seconds() / wall.Seconds()
 	ph.selfCPU = 100 * (selfAfter - selfBefore).Seconds() / wall.Seconds()
 	time.Sleep(3 * time.Second) // let the last events arrive
@@ -227,7 +227,7 @@ func runPhase(ctx context.Context, o options, clients int, wsURL, tok string, pi
 	}
 	ph.missing = max(0, (last-from)*o.probes-len(ph.walcast))
 	if load != nil {
-		ph.delivered, ph.wantDelivered, ph.broken = load.delivered.Load(), int64((last-first)*clients), load.broken.Load()
+		ph.delivered, ph.wantDelivered, ph.broken = load.Delivered(), int64((last-first)*clients), load.Broken()
 	}
 	return ph, nil
 }
@@ -430,30 +430,6 @@ func (p *probes) arrivals() []arrival {
 	return slices.Clone(p.lines)
 }
 
-func waitReady(url string, timeout time.Duration) error {
-	c := http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if resp, err := c.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("walcast not ready after %s", timeout)
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // q is the q-quantile of sorted d (nearest rank); -1 when empty.
 func q(d []time.Duration, quant float64) time.Duration {
 	if len(d) == 0 {
@@ -468,16 +444,6 @@ func ms(d time.Duration) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond))
-}
-
-// loadavg is the 1-minute load average: on a shared machine it says how
-// much the figures owe to other work.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 func cpus() int {

@@ -19,8 +19,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +30,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/walcast/walcast/bench/internal/walcastproc"
 	"github.com/walcast/walcast/e2e/sioclient"
 	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
@@ -125,12 +124,12 @@ func run(ctx context.Context, n int) error {
 		}
 	}
 	tw.Flush()
-	fmt.Printf("targets (Redis, acquire_free): median <= 0.5 ms, p99 <= 3 ms; load average %s\n", loadavg())
+	fmt.Printf("targets (Redis, acquire_free): median <= 0.5 ms, p99 <= 3 ms; load average %s\n", walcastproc.LoadAvg())
 	return nil
 }
 
 func measureWalcast(ctx context.Context, bin, script, dsn, slot string, env []string, n int) (map[string][]float64, error) {
-	addr, err := freeAddr()
+	addr, err := walcastproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +140,7 @@ func measureWalcast(ctx context.Context, bin, script, dsn, slot string, env []st
 		return nil, fmt.Errorf("start walcast: %w", err)
 	}
 	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
-	if err := waitReady("http://"+addr+"/readyz", 60*time.Second); err != nil {
+	if err := walcastproc.WaitReady("http://"+addr+"/readyz", 60*time.Second); err != nil {
 		return nil, err
 	}
 	holder, err := token(1, "holder")
@@ -196,44 +195,8 @@ func token(id int, username string) (string, error) {
 	}).SignedString([]byte(secret))
 }
 
-func waitReady(url string, timeout time.Duration) error {
-	c := http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if resp, err := c.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("walcast not ready after %s", timeout)
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // quantile is the nearest-rank q-quantile of sorted d.
 func quantile(d []float64, q float64) float64 {
 	i := int(q*float64(len(d))+0.5) - 1
 	return d[max(0, min(i, len(d)-1))]
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := bytes.Fields(b)
-	if len(f) == 0 {
-		return "?"
-	}
-	return string(f[0])
 }

@@ -31,7 +31,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,7 +44,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/walcast/walcast/bench/internal/authclient"
 	"github.com/walcast/walcast/bench/internal/procstat"
+	"github.com/walcast/walcast/bench/internal/walcastproc"
 	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 	"github.com/walcast/walcast/sql"
@@ -169,7 +170,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer w.Close(context.Background())
 
-	loadBefore := loadavg()
+	loadBefore := walcastproc.LoadAvg()
 	var results []phase
 	for _, c := range o.clients {
 		ph, err := runPhase(ctx, o, w, tok, rdb, redisPID, c, []*instance{a})
@@ -193,7 +194,7 @@ func run(ctx context.Context, o options) error {
 		}
 		results = append(results, ph)
 	}
-	report(os.Stdout, o, results, loadBefore, loadavg())
+	report(os.Stdout, o, results, loadBefore, walcastproc.LoadAvg())
 	printCommandStats(os.Stdout, results)
 	return nil
 }
@@ -217,7 +218,7 @@ type phase struct {
 func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redis.Client, redisPID, c int, insts []*instance) (phase, error) {
 	ph := phase{clients: c, instances: len(insts)}
 	per := c / len(insts)
-	var pools []*clients
+	var pools []*authclient.Clients
 	defer func() {
 		for _, p := range pools {
 			p.Close()
@@ -225,7 +226,7 @@ func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redi
 	}()
 	for _, in := range insts {
 		fmt.Fprintf(os.Stderr, "connecting %d clients to instance %s...\n", per, in.name)
-		p, err := dialClients(ctx, "ws://"+in.addr+"/socket.io/?EIO=4&transport=websocket", tok, per, 50)
+		p, err := authclient.Dial(ctx, "ws://"+in.addr+"/socket.io/?EIO=4&transport=websocket", tok, "donation:update", per, 50)
 		if err != nil {
 			return ph, fmt.Errorf("clients on instance %s: %w", in.name, err)
 		}
@@ -285,7 +286,7 @@ func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redi
 	delivered := func() int64 {
 		var sum int64
 		for _, p := range pools {
-			sum += p.delivered.Load()
+			sum += p.Delivered()
 		}
 		return sum
 	}
@@ -314,10 +315,10 @@ func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redi
 	ph.redisCPU, ph.selfCPU = redis1-redis0, self1-self0
 	ph.delivered = delivered()
 	for i, p := range pools {
-		ph.broken += p.broken.Load()
+		ph.broken += p.Broken()
 		// Totals could hide one instance's clients missing events while
 		// another's got extras; each instance's share must be exact.
-		if got, want := p.delivered.Load(), n*int64(per); got != want {
+		if got, want := p.Delivered(), n*int64(per); got != want {
 			ph.uneven = append(ph.uneven, fmt.Sprintf("instance %s's clients got %d of %d", insts[i].name, got, want))
 		}
 	}
@@ -350,7 +351,7 @@ type instance struct {
 }
 
 func startInstance(ctx context.Context, bin string, env []string, name string) (*instance, error) {
-	addr, err := freeAddr()
+	addr, err := walcastproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -361,7 +362,7 @@ func startInstance(ctx context.Context, bin string, env []string, name string) (
 		return nil, fmt.Errorf("start walcast %s: %w", name, err)
 	}
 	in := &instance{name: name, addr: addr, cmd: cmd}
-	if err := waitReady("http://"+addr+"/readyz", 60*time.Second); err != nil {
+	if err := walcastproc.WaitReady("http://"+addr+"/readyz", 60*time.Second); err != nil {
 		in.stop()
 		return nil, fmt.Errorf("walcast %s: %w", name, err)
 	}
@@ -424,38 +425,4 @@ func redisPid(ctx context.Context, rdb *redis.Client) (int, error) {
 		}
 	}
 	return 0, errors.New("redis INFO server has no process_id")
-}
-
-func waitReady(url string, timeout time.Duration) error {
-	c := http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if resp, err := c.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready after %s", timeout)
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// loadavg is the 1-minute load average: on a shared machine it says how
-// much the figures owe to other work.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }

@@ -60,9 +60,9 @@ func TestPostgresCrashDoublesNothing(t *testing.T) {
 		t.Fatalf("%d members in the table, the writer knows of %d", committed, len(ids))
 	}
 	for n, c := range clients {
-		got := waitEvents(t, c, 0, "member:update", committed, 90*time.Second)
+		waitEvents(t, c, 0, "member:update", committed, 90*time.Second)
 		time.Sleep(time.Second) // a duplicate would trail the last change
-		got = events(c, 0, "member:update")
+		got := events(c, 0, "member:update")
 		seen := map[string]int{}
 		for _, l := range got {
 			var p struct {

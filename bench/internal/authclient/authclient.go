@@ -1,4 +1,11 @@
-package main
+// Package authclient is the benchmarks' cheap Socket.IO client for servers
+// that require a token: just enough Engine.IO v4 / Socket.IO v5 to join the
+// default namespace with {token}, answer pings and count one event.
+// bench/fanout/loadclient is cheaper (epoll, many connections per goroutine)
+// but sends a CONNECT without auth, which walcast serve refuses, so this is
+// one goroutine per connection on gorilla/websocket; the benchmarks print
+// their own CPU to show it did not starve the server.
+package authclient
 
 import (
 	"bytes"
@@ -13,26 +20,22 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// clients are cheap Socket.IO clients: just enough Engine.IO v4 /
-// Socket.IO v5 to join the default namespace with {token}, answer pings and
-// count donation events. bench/fanout/loadclient is cheaper but sends a
-// CONNECT without auth, which walcast refuses, so this is one goroutine per
-// connection on gorilla/websocket; the driver's CPU is printed to show it
-// did not starve the servers.
-type clients struct {
+// Clients is a set of connected clients counting one event.
+type Clients struct {
 	conns     []*websocket.Conn
-	delivered atomic.Int64 // donation:update events received
-	broken    atomic.Int64 // connections that ended before Close
+	prefix    []byte
+	delivered atomic.Int64
+	broken    atomic.Int64
 	closing   atomic.Bool
 	wg        sync.WaitGroup
 }
 
-var donationPrefix = []byte(`42["donation:update"`)
-
-// dialClients connects n clients to wsURL, at most parallel handshakes at a
-// time, and returns once every one has been acknowledged by the namespace.
-func dialClients(ctx context.Context, wsURL, token string, n, parallel int) (*clients, error) {
-	cs := &clients{conns: make([]*websocket.Conn, n)}
+// Dial connects n clients to wsURL (a websocket-only Engine.IO URL), at
+// most parallel handshakes at a time, each joining "/" with {token}; it
+// returns once every namespace CONNECT was acknowledged. Frames starting
+// with `42["<event>"` are counted.
+func Dial(ctx context.Context, wsURL, token, event string, n, parallel int) (*Clients, error) {
+	cs := &Clients{conns: make([]*websocket.Conn, n), prefix: []byte(`42["` + event + `"`)}
 	sem := make(chan struct{}, parallel)
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -63,9 +66,15 @@ func dialClients(ctx context.Context, wsURL, token string, n, parallel int) (*cl
 	return cs, nil
 }
 
-// joinNamespace opens a websocket-only Engine.IO session and sends the
-// namespace CONNECT with the token as auth payload, as socket.io-client's
-// io(url, {auth: {token}}) does.
+// Delivered is how many counted events arrived, over all clients.
+func (cs *Clients) Delivered() int64 { return cs.delivered.Load() }
+
+// Broken is how many connections ended before Close.
+func (cs *Clients) Broken() int64 { return cs.broken.Load() }
+
+// joinNamespace opens the websocket, reads the Engine.IO open packet, sends
+// the namespace CONNECT with the token as auth payload (as socket.io-client's
+// io(url, {auth: {token}}) does) and waits for its acknowledgement.
 func joinNamespace(ctx context.Context, wsURL, token string) (*websocket.Conn, error) {
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 512}
 	c, resp, err := d.DialContext(ctx, wsURL, http.Header{})
@@ -92,9 +101,9 @@ func joinNamespace(ctx context.Context, wsURL, token string) (*websocket.Conn, e
 	return c, nil
 }
 
-// read counts events from the first bytes of each frame; the rest of the
-// frame is discarded unparsed by gorilla when the next one is requested.
-func (cs *clients) read(c *websocket.Conn) {
+// read counts events from the first bytes of each frame; gorilla discards
+// the rest of the frame unparsed when the next one is requested.
+func (cs *Clients) read(c *websocket.Conn) {
 	defer cs.wg.Done()
 	var head [32]byte
 	for {
@@ -109,7 +118,7 @@ func (cs *clients) read(c *websocket.Conn) {
 		n, _ := io.ReadFull(r, head[:])
 		msg := head[:n]
 		switch {
-		case bytes.HasPrefix(msg, donationPrefix):
+		case bytes.HasPrefix(msg, cs.prefix):
 			cs.delivered.Add(1)
 		case n == 1 && msg[0] == '2': // Engine.IO ping
 			if err := c.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
@@ -121,7 +130,7 @@ func (cs *clients) read(c *websocket.Conn) {
 }
 
 // Close ends every connection and waits for the readers.
-func (cs *clients) Close() {
+func (cs *Clients) Close() {
 	cs.closing.Store(true)
 	for _, c := range cs.conns {
 		if c != nil {

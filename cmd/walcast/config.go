@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ type settings struct {
 	JWTAlgorithm    string
 	RedisURL        string
 	RedisAdapter    string // "streams" or "pubsub"
+	StreamWindow    time.Duration
 	Listen          string
 	Path            string
 	CORSOrigins     []string
@@ -34,6 +36,9 @@ type settings struct {
 	LockRenew       bool
 	LockReleaseOnDC bool
 	Production      bool
+	// InstanceID starts every Engine.IO session id this process hands out,
+	// so a proxy can send a session's later requests back here.
+	InstanceID string
 }
 
 // setting binds one flag to its environment variable.
@@ -47,6 +52,7 @@ var serveSettings = []setting{
 	{"jwt-public-key", "JWT_PUBLIC_KEY_FILE", "PEM public key file for RS256/ES256 tokens"},
 	{"jwt-algorithm", "JWT_ALGORITHM", "the one accepted token algorithm: HS256, RS256 or ES256 (default HS256, or RS256 with a public key)"},
 	{"redis-url", "REDIS_URL", "Redis URL (redis:// or rediss://); unset: one instance, locks in memory"},
+	{"stream-window", "WALCAST_STREAM_WINDOW", "how long events stay in the Redis stream (it is trimmed by age with XADD MINID, not by count)"},
 	{"redis-adapter", "WALCAST_REDIS_ADAPTER", "how instances share events through Redis: streams (a fenced Redis stream, @socket.io/redis-streams-adapter 0.3 compatible: each change delivered exactly once across a reader failover) or pubsub (@socket.io/redis-adapter 8 compatible, reachable by @socket.io/redis-emitter: no fencing, so a failover can deliver the last transactions twice, and an instance cut off from Redis misses what is published meanwhile; revocations go out as disconnect requests on the request channel, equally unkept); needs --redis-url"},
 	{"listen", "WALCAST_LISTEN", "HTTP listen address"},
 	{"path", "WALCAST_PATH", "Socket.IO path"},
@@ -61,6 +67,7 @@ var serveSettings = []setting{
 	{"lock-ttl", "WALCAST_LOCK_TTL", "record lock lifetime"},
 	{"lock-renew", "WALCAST_LOCK_RENEW", "extend a connected holder's locks before they expire"},
 	{"lock-release-on-disconnect", "WALCAST_LOCK_RELEASE_ON_DISCONNECT", "release a socket's locks when it disconnects (after a grace period)"},
+	{"instance-id", "WALCAST_INSTANCE_ID", "1-16 letters or digits naming this instance; session ids start with it and a dot, so a proxy can route a session's requests back (see deploy/nginx.conf; default: random per process)"},
 }
 
 // parseServe reads settings for serve from args and env. Unknown flags,
@@ -91,7 +98,7 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 	fs.SetOutput(stderr)
 	vals := map[string]*string{}
 	defaults := map[string]string{
-		"listen": ":8080", "redis-adapter": "streams", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
+		"listen": ":8080", "redis-adapter": "streams", "stream-window": "10m", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
 		"log-level": "info", "log-format": "text", "token-expiry-warning": "1m", "lock-ttl": "15m",
 		"recreate-slot": "false", "lock-renew": "false", "lock-release-on-disconnect": "false",
 	}
@@ -147,6 +154,7 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 		JWTAlgorithm:    strings.ToUpper(get("jwt-algorithm")),
 		RedisURL:        get("redis-url"),
 		RedisAdapter:    strings.ToLower(get("redis-adapter")),
+		StreamWindow:    durationOf("stream-window"),
 		Listen:          get("listen"),
 		Path:            get("path"),
 		ConfigFile:      get("config"),
@@ -158,6 +166,12 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 		LockTTL:         durationOf("lock-ttl"),
 		LockRenew:       boolOf("lock-renew"),
 		LockReleaseOnDC: boolOf("lock-release-on-disconnect"),
+		InstanceID:      get("instance-id"),
+	}
+	if s.InstanceID == "" {
+		s.InstanceID = randomInstanceID()
+	} else if !validInstanceID(s.InstanceID) {
+		errs = append(errs, fmt.Errorf("--instance-id (WALCAST_INSTANCE_ID): %q must be 1-16 letters or digits", s.InstanceID))
 	}
 	for _, o := range strings.Split(get("cors-origins"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -254,4 +268,29 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// validInstanceID accepts 1-16 of [A-Za-z0-9]: none of them is the '.'
+// that ends the prefix, and all are safe in a URL query and an nginx map.
+func validInstanceID(id string) bool {
+	if len(id) < 1 || len(id) > 16 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// randomInstanceID names an instance nobody named: sticky routing then
+// needs --instance-id, but a lone instance still gets distinct session ids.
+func randomInstanceID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 8)
+	for i := range b {
+		b[i] = alphabet[rand.IntN(len(alphabet))]
+	}
+	return string(b)
 }

@@ -36,11 +36,14 @@ type local struct {
 
 // apply carries out on this instance's sockets what a message read back from
 // Redis asks for.
-func (l *local) apply(a *action, log *slog.Logger) {
+// offset, when not empty, is the broadcast's offset for connection state
+// recovery (its stream entry id).
+func (l *local) apply(a *action, offset string, log *slog.Logger) {
 	switch a.kind {
 	case typeBroadcast:
 		opts := a.opts
 		opts.Flags.Local = true
+		opts.Flags.Offset = offset
 		if err := l.MemoryAdapter.Broadcast(a.packet, opts); err != nil {
 			log.Warn("deliver broadcast from redis", "nsp", a.nsp, "err", err)
 		}

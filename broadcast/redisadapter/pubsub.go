@@ -175,7 +175,7 @@ func (a *PubSubAdapter) read() {
 		}
 		if act != nil {
 			act.nsp = a.ns.Name()
-			a.apply(act, log)
+			a.apply(act, "", log)
 		}
 		if a.pubsub.opts.delivered != nil {
 			a.pubsub.opts.delivered()

@@ -314,7 +314,7 @@ func (s *Streams) dispatch(m redis.XMessage) {
 		case err != nil:
 			s.log.Warn("skip stream entry", "id", m.ID, "err", err)
 		case act != nil:
-			a.apply(act, s.log)
+			a.apply(act, m.ID, s.log)
 		}
 	}
 	if s.opts.delivered != nil {

@@ -2,6 +2,7 @@ package socketio
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/walcast/walcast/broadcast/engineio"
 	"github.com/walcast/walcast/broadcast/socketio/parser"
@@ -13,6 +14,10 @@ type BroadcastFlags struct {
 	// broadcasts to other instances (Redis) must not forward it. Broadcasts
 	// received from other instances are delivered with Local set.
 	Local bool
+	// Offset, when recovery is on, is the offset an adapter with a shared
+	// history (a stream entry id) assigned to this broadcast; empty lets the
+	// memory adapter number it and keep it in its own history.
+	Offset string
 }
 
 // BroadcastOptions select the receivers of a broadcast: sockets in any of
@@ -32,8 +37,9 @@ type BroadcastOptions struct {
 // packets received from other instances go to MemoryAdapter.Broadcast with
 // Flags.Local set.
 //
-// Connection-state recovery fits here later: Broadcast sees the packet before
-// it is encoded, so it can append an offset as the last argument and keep it.
+// Connection-state recovery: MemoryAdapter.Broadcast appends the offset
+// (Flags.Offset, or its own number kept in its history) as the packet's last
+// argument; adapters may implement SessionStore to restore from shared history.
 type Adapter interface {
 	AddAll(s *Socket, rooms []string)
 	Del(s *Socket, room string)
@@ -62,6 +68,8 @@ type MemoryAdapter struct {
 	// own maps a socket id to the socket while it is in its own room.
 	own map[string]*Socket
 	seq uint64
+	// hist is set by EnableRecovery: broadcasts then carry offsets.
+	hist atomic.Pointer[history]
 }
 
 // NewMemoryAdapter returns an empty memory adapter.
@@ -156,6 +164,14 @@ func (a *MemoryAdapter) stampRoomLocked(room string, seq uint64, fn func(*Socket
 // Broadcast encodes p once and sends the same Engine.IO packets to every
 // selected local socket.
 func (a *MemoryAdapter) Broadcast(p *parser.Packet, opts BroadcastOptions) error {
+	off := ""
+	if h := a.hist.Load(); h != nil && (p.Type == parser.Event || p.Type == parser.BinaryEvent) && p.ID == parser.NoID {
+		if off = opts.Flags.Offset; off != "" {
+			p = withOffset(p, off)
+		} else {
+			p, off = h.add(p, opts)
+		}
+	}
 	pkts := encode(p)
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -173,7 +189,7 @@ func (a *MemoryAdapter) Broadcast(p *parser.Packet, opts BroadcastOptions) error
 	if len(opts.Rooms) == 0 {
 		for s := range a.sids {
 			if s.stamp != seq {
-				s.deliver(pkts)
+				s.deliver(pkts, off)
 			}
 		}
 		return nil
@@ -181,12 +197,12 @@ func (a *MemoryAdapter) Broadcast(p *parser.Packet, opts BroadcastOptions) error
 	for _, r := range opts.Rooms {
 		if s := a.own[r]; s != nil && s.stamp != seq {
 			s.stamp = seq
-			s.deliver(pkts)
+			s.deliver(pkts, off)
 		}
 		for s := range a.rooms[r] {
 			if s.stamp != seq {
 				s.stamp = seq
-				s.deliver(pkts)
+				s.deliver(pkts, off)
 			}
 		}
 	}

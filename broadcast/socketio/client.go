@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -99,9 +100,26 @@ func (c *client) connect(p *parser.Packet) {
 		c.connectError(p.Namespace, err)
 		return
 	}
+	if rec := c.srv.cfg.Recovery; rec != nil && nsp.store != nil {
+		s.rec = &sockRecovery{}
+		if rec.Owner != nil {
+			s.rec.owner = rec.Owner(s)
+		}
+		// Authentication ran first: only now may a stored session be
+		// looked at, and only handed over to the same owner.
+		if pid, offset := recoveryAuth(auth); pid != "" && offset != "" {
+			c.restore(nsp, s, pid, offset)
+		}
+		if !s.rec.recovered {
+			s.rec.pid = newPID()
+		}
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		if s.rec != nil && s.rec.recovered {
+			nsp.adapter.DelAll(s)
+		}
 		return
 	}
 	s.connected.Store(true)
@@ -112,6 +130,63 @@ func (c *client) connect(p *parser.Packet) {
 	}
 	c.mu.Unlock()
 	nsp.add(s)
+}
+
+// restore resumes the session pid into s when it exists, is still
+// replayable from offset and belongs to s's owner; otherwise s stays new.
+// The socket joins the stored rooms, reserved ones included, before the
+// history is read, buffering live broadcasts: a broadcast made meanwhile is
+// then in the history, in the buffer or both, never in neither. Reserved
+// rooms the application does not join again are left after OnConnection.
+func (c *client) restore(nsp *Namespace, s *Socket, pid, offset string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := nsp.store.LoadSession(ctx, pid)
+	if err != nil {
+		c.srv.log.Warn("restore session", "nsp", nsp.name, "err", err)
+		return
+	}
+	if st == nil || st.PID != pid {
+		return
+	}
+	if st.Owner == "" || st.Owner != s.rec.owner {
+		c.srv.log.Info("refused to restore another owner's session", "nsp", nsp.name, "remote", s.handshake.RemoteAddr)
+		return
+	}
+	if old := nsp.Socket(st.SID); old != nil {
+		// its transport is not known to be dead yet: the client is here now
+		old.takeOver()
+	}
+	fresh := s.id
+	s.id = st.SID
+	cu := &catchup{}
+	s.catchup.Store(cu)
+	nsp.adapter.AddAll(s, append([]string{st.SID}, st.Rooms...))
+	undo := func() {
+		nsp.adapter.DelAll(s)
+		s.catchup.Store(nil)
+		s.id = fresh
+	}
+	missed, ok, err := nsp.store.MissedSince(ctx, st, offset)
+	if err != nil {
+		c.srv.log.Warn("read missed broadcasts", "nsp", nsp.name, "err", err)
+	}
+	if !ok || err != nil {
+		undo()
+		return
+	}
+	if brk := c.srv.cfg.Recovery.Breaks; brk != nil {
+		for _, m := range missed {
+			if brk(m.Packet) {
+				undo()
+				return
+			}
+		}
+	}
+	s.rec.pid = st.PID
+	s.rec.recovered = true
+	s.rec.restored = st
+	s.rec.missed = missed
 }
 
 func (c *client) runMiddlewares(nsp *Namespace, s *Socket) (err error) {

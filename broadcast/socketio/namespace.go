@@ -2,6 +2,7 @@ package socketio
 
 import (
 	"sync"
+	"time"
 
 	"github.com/walcast/walcast/broadcast/socketio/parser"
 )
@@ -23,6 +24,8 @@ type Namespace struct {
 	middlewares  []Middleware
 	onConnection []func(*Socket)
 	sockets      map[string]*Socket
+	// store is the adapter's SessionStore when recovery is on, else nil.
+	store SessionStore
 }
 
 func newNamespace(srv *Server, name string) *Namespace {
@@ -31,6 +34,13 @@ func newNamespace(srv *Server, name string) *Namespace {
 		n.adapter = srv.cfg.NewAdapter(n)
 	} else {
 		n.adapter = NewMemoryAdapter()
+	}
+	if r := srv.cfg.Recovery; r != nil {
+		// Adapters embedding *MemoryAdapter get this by promotion.
+		if e, ok := n.adapter.(interface{ EnableRecovery(time.Duration, int) }); ok {
+			e.EnableRecovery(r.MaxDisconnection, r.MaxHistoryBytes)
+		}
+		n.store, _ = n.adapter.(SessionStore)
 	}
 	return n
 }
@@ -105,6 +115,12 @@ func (n *Namespace) add(s *Socket) {
 	fns := n.onConnection
 	n.mu.Unlock()
 	n.adapter.AddAll(s, []string{s.id})
+	var restored *SessionState
+	var missed []MissedPacket
+	if s.rec != nil && s.rec.restored != nil {
+		restored, missed = s.rec.restored, s.rec.missed
+		s.rec.restored, s.rec.missed = nil, nil
+	}
 	if !s.connected.Load() {
 		// the session closed while we registered; onClose may have run
 		// before the registration, so undo it here
@@ -119,18 +135,47 @@ func (n *Namespace) add(s *Socket) {
 	sess := s.client.sess
 	sess.Cork()
 	defer sess.Uncork()
-	// "pid" (private session id for connection-state recovery) joins "sid"
-	// here once recovery exists.
-	data := append(append([]byte(`{"sid":`), parser.AppendJSONString(nil, s.id)...), '}')
+	data := append([]byte(`{"sid":`), parser.AppendJSONString(nil, s.id)...)
+	if s.rec != nil {
+		data = append(append(data, `,"pid":`...), parser.AppendJSONString(nil, s.rec.pid)...)
+	}
+	data = append(data, '}')
 	_ = s.send(&parser.Packet{Type: parser.Connect, Namespace: n.name, ID: parser.NoID, Data: data})
+	for _, m := range missed {
+		_ = s.send(m.Packet)
+	}
+	if c := s.catchup.Load(); c != nil {
+		c.finish(s, missed)
+	}
+	if restored != nil {
+		s.rec.jmu.Lock()
+		s.rec.joined = make(map[string]bool)
+		s.rec.jmu.Unlock()
+	}
 	for _, fn := range fns {
 		fn(s)
 	}
+	if restored != nil {
+		s.rec.jmu.Lock()
+		joined := s.rec.joined
+		s.rec.joined = nil
+		s.rec.jmu.Unlock()
+		keep := n.srv.cfg.Recovery.KeepRoom
+		for _, r := range restored.Rooms {
+			if r != s.id && keep != nil && !keep(r) && !joined[r] {
+				n.adapter.Del(s, r)
+			}
+		}
+	}
+	s.persistAsync()
 }
 
 func (n *Namespace) remove(s *Socket) {
 	n.adapter.DelAll(s)
 	n.mu.Lock()
-	delete(n.sockets, s.id)
+	// a recovered socket may already have taken over the id
+	if n.sockets[s.id] == s {
+		delete(n.sockets, s.id)
+	}
 	n.mu.Unlock()
 }

@@ -34,7 +34,9 @@ type Config struct {
 	Limits parser.Limits
 	// NewAdapter builds each namespace's adapter; default NewMemoryAdapter.
 	NewAdapter func(*Namespace) Adapter
-	Logger     *slog.Logger
+	// Recovery, when set, turns on connection state recovery (see Recovery).
+	Recovery *Recovery
+	Logger   *slog.Logger
 }
 
 // Server is a Socket.IO server; mount it (it is an http.Handler) at the
@@ -46,6 +48,9 @@ type Server struct {
 
 	mu   sync.RWMutex
 	nsps map[string]*Namespace
+
+	stopRefresh chan struct{}
+	refreshDone chan struct{}
 }
 
 // NewServer returns a server with the "/" namespace.
@@ -59,10 +64,58 @@ func NewServer(cfg Config) *Server {
 	if cfg.EngineIO.Logger == nil {
 		cfg.EngineIO.Logger = cfg.Logger
 	}
+	if r := cfg.Recovery; r != nil {
+		rc := *r
+		if rc.MaxDisconnection <= 0 {
+			rc.MaxDisconnection = 2 * time.Minute
+		}
+		if rc.MaxHistoryBytes <= 0 {
+			rc.MaxHistoryBytes = 16 << 20
+		}
+		cfg.Recovery = &rc
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, nsps: make(map[string]*Namespace)}
 	s.nsps["/"] = newNamespace(s, "/")
 	s.eio = engineio.NewServer(cfg.EngineIO, func(sess *engineio.Session) { newClient(s, sess) })
+	if cfg.Recovery != nil {
+		s.stopRefresh = make(chan struct{})
+		s.refreshDone = make(chan struct{})
+		go s.refreshSessions(cfg.Recovery.MaxDisconnection / 4)
+	}
 	return s
+}
+
+// refreshSessions saves the state of every connected socket again before
+// its stored copy expires, so a session stays recoverable for the whole
+// window after its instance dies without seeing the disconnect.
+func (s *Server) refreshSessions(every time.Duration) {
+	defer close(s.refreshDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopRefresh:
+			return
+		case <-t.C:
+		}
+		s.mu.RLock()
+		nsps := make([]*Namespace, 0, len(s.nsps))
+		for _, n := range s.nsps {
+			nsps = append(nsps, n)
+		}
+		s.mu.RUnlock()
+		for _, n := range nsps {
+			n.mu.RLock()
+			socks := make([]*Socket, 0, len(n.sockets))
+			for _, so := range n.sockets {
+				socks = append(socks, so)
+			}
+			n.mu.RUnlock()
+			for _, so := range socks {
+				so.persist(nil, false)
+			}
+		}
+	}
 }
 
 // ServeHTTP serves the Engine.IO endpoint.
@@ -111,6 +164,14 @@ func normalizeNamespace(name string) string {
 
 // Close closes every session; sockets see "server shutting down".
 func (s *Server) Close() {
+	if s.stopRefresh != nil {
+		select {
+		case <-s.stopRefresh:
+		default:
+			close(s.stopRefresh)
+			<-s.refreshDone
+		}
+	}
 	s.eio.Close()
 	s.mu.RLock()
 	defer s.mu.RUnlock()

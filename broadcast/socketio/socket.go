@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -64,6 +65,29 @@ type Socket struct {
 	// adapter that reached (or excluded) it; only the adapter touches it,
 	// under its lock.
 	stamp uint64
+
+	// rec is nil unless recovery is on.
+	rec *sockRecovery
+	// catchup is set while a restored socket's missed broadcasts are read.
+	catchup atomic.Pointer[catchup]
+}
+
+// sockRecovery is a socket's connection-state-recovery bookkeeping.
+type sockRecovery struct {
+	pid       string
+	owner     string
+	recovered bool
+	// set between restore and add
+	restored *SessionState
+	missed   []MissedPacket
+	// joined records the rooms OnConnection joins while it runs, so that
+	// restored rooms the application did not join again can be left.
+	jmu    sync.Mutex
+	joined map[string]bool
+
+	scheduled atomic.Bool
+	mu        sync.Mutex // serializes saves, so the last one has the latest rooms
+	final     bool       // disconnected, dropped or taken over: no more saves
 }
 
 func newSocketID() string {
@@ -84,6 +108,89 @@ func (s *Socket) Handshake() *Handshake { return &s.handshake }
 
 // Transport is the current Engine.IO transport, "polling" or "websocket".
 func (s *Socket) Transport() string { return s.client.sess.Transport() }
+
+// Recovered reports whether this socket resumed an earlier session (same
+// id, rooms and the broadcasts it missed), as the client's socket.recovered.
+func (s *Socket) Recovered() bool { return s.rec != nil && s.rec.recovered }
+
+// DropRecovery makes the socket's session unrecoverable: after it
+// disconnects the client gets a fresh session (recovered false) and must
+// refetch. Use it when the socket missed something the history cannot
+// replay.
+func (s *Socket) DropRecovery() {
+	if s.rec == nil || s.nsp.store == nil {
+		return
+	}
+	s.rec.mu.Lock()
+	defer s.rec.mu.Unlock()
+	s.rec.final = true
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.nsp.store.DropSession(ctx, s.rec.pid); err != nil {
+		s.nsp.srv.log.Warn("drop recoverable session", "socket", s.id, "err", err)
+	}
+}
+
+// persistAsync saves the session state soon, off the caller's path (Join
+// runs on read loops); calls made meanwhile fold into one save.
+func (s *Socket) persistAsync() {
+	if s.rec == nil || s.nsp.store == nil || !s.rec.scheduled.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		s.rec.scheduled.Store(false)
+		s.persist(nil, false)
+	}()
+}
+
+// persist saves the session state with rooms (the current ones when nil);
+// final marks the last save, made at disconnect.
+func (s *Socket) persist(rooms []string, final bool) {
+	if s.rec == nil || s.nsp.store == nil {
+		return
+	}
+	s.rec.mu.Lock()
+	defer s.rec.mu.Unlock()
+	if s.rec.final {
+		return
+	}
+	window := s.nsp.srv.cfg.Recovery.MaxDisconnection
+	ttl := window
+	if final {
+		s.rec.final = true
+	} else {
+		if !s.connected.Load() {
+			return
+		}
+		rooms = s.Rooms()
+		// outlives the next periodic save, so a killed instance's
+		// sessions stay recoverable for a whole window
+		ttl += window / 4
+	}
+	st := SessionState{SID: s.id, PID: s.rec.pid, Owner: s.rec.owner, Rooms: rooms}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.nsp.store.PersistSession(ctx, st, ttl); err != nil {
+		s.nsp.srv.log.Warn("save recoverable session", "socket", s.id, "err", err)
+	}
+}
+
+// takeOver closes a socket whose session a reconnecting client resumed,
+// without saving or dropping that session.
+func (s *Socket) takeOver() {
+	if s.rec != nil {
+		s.rec.mu.Lock()
+		s.rec.final = true
+		s.rec.mu.Unlock()
+	}
+	s.onClose(ReasonForcedServerClose)
+	s.client.mu.Lock()
+	idle := len(s.client.sockets) == 0
+	s.client.mu.Unlock()
+	if idle {
+		s.client.sess.Close(ReasonForcedServerClose)
+	}
+}
 
 // Connected reports whether the socket is still connected.
 func (s *Socket) Connected() bool { return s.connected.Load() }
@@ -188,10 +295,25 @@ func (s *Socket) takeAck(id int64) *pendingAck {
 }
 
 // Join adds the socket to rooms.
-func (s *Socket) Join(rooms ...string) { s.nsp.adapter.AddAll(s, rooms) }
+func (s *Socket) Join(rooms ...string) {
+	if s.rec != nil {
+		s.rec.jmu.Lock()
+		if s.rec.joined != nil {
+			for _, r := range rooms {
+				s.rec.joined[r] = true
+			}
+		}
+		s.rec.jmu.Unlock()
+	}
+	s.nsp.adapter.AddAll(s, rooms)
+	s.persistAsync()
+}
 
 // Leave removes the socket from room.
-func (s *Socket) Leave(room string) { s.nsp.adapter.Del(s, room) }
+func (s *Socket) Leave(room string) {
+	s.nsp.adapter.Del(s, room)
+	s.persistAsync()
+}
 
 // Rooms lists the rooms the socket is in, its own id room included.
 func (s *Socket) Rooms() []string { return s.nsp.adapter.SocketRooms(s) }
@@ -236,7 +358,10 @@ func (s *Socket) send(p *parser.Packet) error {
 
 // deliver hands an already encoded broadcast to the transport. Failure means
 // the session is closed or was just cut as too slow; its OnClose cleans up.
-func (s *Socket) deliver(pkts []*engineio.Packet) {
+func (s *Socket) deliver(pkts []*engineio.Packet, offset string) {
+	if c := s.catchup.Load(); c != nil && c.hold(pkts, offset) {
+		return
+	}
 	s.client.sess.Send(pkts...)
 }
 
@@ -289,6 +414,15 @@ func (s *Socket) onEvent(p *parser.Packet) {
 func (s *Socket) onClose(reason string) {
 	if !s.connected.CompareAndSwap(true, false) {
 		return
+	}
+	if s.rec != nil && s.nsp.store != nil {
+		// rooms are read before remove empties them
+		if recoverable[reason] {
+			rooms := s.Rooms()
+			go s.persist(rooms, true)
+		} else {
+			go s.DropRecovery()
+		}
 	}
 	s.nsp.remove(s)
 	s.client.remove(s)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,8 +112,14 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 
 	s := &server{cfg: cfg, log: log, verifier: verifier, router: router, stopping: make(chan struct{}), lockUpdates: make(chan locks.Update, 4096)}
 	hubCfg := broadcast.Config{
-		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: log},
+		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: log, SIDPrefix: cfg.InstanceID + "."},
 		Logger:   log,
+		Recovery: &socketio.Recovery{
+			MaxDisconnection: recoveryWindow,
+			Owner:            recoveryOwner,
+			KeepRoom:         keepOnRecovery,
+			Breaks:           isResyncNotice,
+		},
 	}
 	if cfg.RedisURL != "" && cfg.RedisAdapter == "pubsub" {
 		// Events go through hub.Emit, published on the classic adapter's
@@ -136,7 +143,7 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 		if err != nil {
 			return nil, fmt.Errorf("--redis-url: %w", err)
 		}
-		s.streams, err = redisadapter.NewStreams(ctx, rdb, redisadapter.StreamsOptions{Logger: log})
+		s.streams, err = redisadapter.NewStreams(ctx, rdb, redisadapter.StreamsOptions{Window: cfg.StreamWindow, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("connect the Redis stream adapter (REDIS_URL): %w", err)
 		}
@@ -177,6 +184,7 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 	s.ns.Use(s.refuseWhenStandby)
 	s.ns.Use(s.authenticate)
 	s.ns.OnConnection(s.onConnect)
+	go s.sendOffsets()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -335,6 +343,67 @@ func (s *server) authenticate(sock *socketio.Socket) error {
 	return nil
 }
 
+// Connection state recovery (socket.io-client 4.6+): a client that was
+// away for up to recoveryWindow gets its session back (socket.recovered) and
+// every event it missed; otherwise it gets recovered === false and must
+// refetch. Every broadcast carries an offset as an extra last argument; a
+// quiet tab would never learn one, so every socket gets the event
+// eventOffset (no payload, only the offset) at connect and every
+// offsetInterval.
+const (
+	recoveryWindow = 2 * time.Minute
+	offsetInterval = 30 * time.Second
+	eventOffset    = "walcast:offset"
+)
+
+// resyncNotice is the payload of route's RESYNC notice: a client that
+// missed one must refetch anyway, so its session is not restored.
+var resyncNotice = []byte(`{"type":"RESYNC"}`)
+
+// recoveryOwner makes a session restorable only with a token of the same user.
+func recoveryOwner(sock *socketio.Socket) string {
+	if st := stateOf(sock); st != nil {
+		return st.id.IDString
+	}
+	return ""
+}
+
+// keepOnRecovery restores the rooms the client joined itself; onConnect
+// recomputes the reserved ones from the new token.
+func keepOnRecovery(room string) bool {
+	for _, p := range reservedRoomPrefixes {
+		if strings.HasPrefix(room, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func isResyncNotice(p *parser.Packet) bool {
+	return len(p.Args) > 2 && bytes.Equal(p.Args[1], resyncNotice)
+}
+
+func (s *server) sendOffset(op socketio.BroadcastOperator) {
+	if err := op.Emit(eventOffset); err != nil {
+		s.log.Debug("send offset event", "err", err)
+	}
+}
+
+// sendOffsets broadcasts eventOffset to every socket every offsetInterval
+// until the server stops.
+func (s *server) sendOffsets() {
+	t := time.NewTicker(offsetInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopping:
+			return
+		case <-t.C:
+			s.sendOffset(s.ns.Except())
+		}
+	}
+}
+
 func callerOf(id *auth.Identity) (locks.Caller, error) {
 	var claim any
 	if err := json.Unmarshal(id.ID, &claim); err != nil {
@@ -366,6 +435,8 @@ func (s *server) onConnect(sock *socketio.Socket) {
 		rooms = append(rooms, "member:"+id.MemberID)
 	}
 	sock.Join(rooms...)
+	// A tab learns offsets only from broadcasts: give it one right away.
+	go s.sendOffset(s.ns.To(sock.ID()))
 	s.scheduleExpiry(sock, st)
 	sock.OnDisconnect(func(string) {
 		for _, t := range st.timers {

@@ -66,6 +66,21 @@
 // broadcasts over the pub/sub adapter, and socket-id based remoteJoin/Leave/
 // Disconnect requests, are skipped. Apart from the disconnect requests
 // above, walcast sends no requests: its Sockets/SocketsJoin/DisconnectSockets
-// stay local. Connection state
-// recovery is a separate issue.
+// stay local.
+//
+// # Connection state recovery
+//
+// With socketio.Config.Recovery set, the streams adapter is the shared
+// history: a broadcast's offset (the extra last argument clients keep) is its
+// stream entry id, a session is stored as JSON {sid,pid,owner,rooms} at
+// "<StreamName>:session:<nsp>#<pid>" (SET with the window as TTL; saved when the
+// socket connects, when its rooms change, periodically and at disconnect, so
+// a SIGKILLed instance's sessions survive), and any instance restores it by
+// reading the entries after the offset (XRANGE) that the session's rooms
+// select. An offset no longer in the stream (trimmed by Window, which must
+// be at least the recovery window) or a disconnectSockets entry for the
+// session since the offset make the restore fail: the client gets a fresh
+// session. The pub/sub adapter keeps no shared history: it recovers from each
+// instance's memory only, so a client that comes back to another instance
+// starts afresh.
 package redisadapter

@@ -157,6 +157,16 @@ func (c *client) restore(nsp *Namespace, s *Socket, pid, offset string) {
 		// its transport is not known to be dead yet: the client is here now
 		old.takeOver()
 	}
+	if rooms := c.srv.cfg.Recovery.Rooms; rooms != nil {
+		keep := c.srv.cfg.Recovery.KeepRoom
+		kept := []string{st.SID}
+		for _, r := range st.Rooms {
+			if r != st.SID && (keep == nil || keep(r)) {
+				kept = append(kept, r)
+			}
+		}
+		st.Rooms = append(kept, rooms(s)...)
+	}
 	fresh := s.id
 	s.id = st.SID
 	cu := &catchup{}

@@ -146,6 +146,7 @@ func (n *Namespace) add(s *Socket) {
 	}
 	if c := s.catchup.Load(); c != nil {
 		c.finish(s, missed)
+		s.catchup.Store(nil)
 	}
 	if restored != nil {
 		s.rec.jmu.Lock()

@@ -121,6 +121,9 @@ func (s *Server) refreshSessions(every time.Duration) {
 // ServeHTTP serves the Engine.IO endpoint.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.eio.ServeHTTP(w, r) }
 
+// Recovery reports whether connection state recovery is on.
+func (s *Server) Recovery() bool { return s.cfg.Recovery != nil }
+
 // EngineIO returns the underlying Engine.IO server.
 func (s *Server) EngineIO() *engineio.Server { return s.eio }
 

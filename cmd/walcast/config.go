@@ -22,6 +22,7 @@ type settings struct {
 	RedisURL        string
 	RedisAdapter    string // "streams" or "pubsub"
 	StreamWindow    time.Duration
+	RecoveryWindow  time.Duration // 0: connection state recovery off
 	Listen          string
 	Path            string
 	CORSOrigins     []string
@@ -52,6 +53,7 @@ var serveSettings = []setting{
 	{"jwt-public-key", "JWT_PUBLIC_KEY_FILE", "PEM public key file for RS256/ES256 tokens"},
 	{"jwt-algorithm", "JWT_ALGORITHM", "the one accepted token algorithm: HS256, RS256 or ES256 (default HS256, or RS256 with a public key)"},
 	{"redis-url", "REDIS_URL", "Redis URL (redis:// or rediss://); unset: one instance, locks in memory"},
+	{"recovery-window", "WALCAST_RECOVERY_WINDOW", "how long a disconnected client may come back and receive what it missed (socket.recovered); 0 turns recovery off. With it on, broadcasts carry an offset as an extra last argument and sockets get walcast:offset at connect and every 30s (2m is the intended default once clients are checked against that)"},
 	{"stream-window", "WALCAST_STREAM_WINDOW", "how long events stay in the Redis stream (it is trimmed by age with XADD MINID, not by count)"},
 	{"redis-adapter", "WALCAST_REDIS_ADAPTER", "how instances share events through Redis: streams (a fenced Redis stream, @socket.io/redis-streams-adapter 0.3 compatible: each change delivered exactly once across a reader failover) or pubsub (@socket.io/redis-adapter 8 compatible, reachable by @socket.io/redis-emitter: no fencing, so a failover can deliver the last transactions twice, and an instance cut off from Redis misses what is published meanwhile; revocations go out as disconnect requests on the request channel, equally unkept); needs --redis-url"},
 	{"listen", "WALCAST_LISTEN", "HTTP listen address"},
@@ -98,7 +100,7 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 	fs.SetOutput(stderr)
 	vals := map[string]*string{}
 	defaults := map[string]string{
-		"listen": ":8080", "redis-adapter": "streams", "stream-window": "10m", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
+		"listen": ":8080", "redis-adapter": "streams", "stream-window": "10m", "recovery-window": "0", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
 		"log-level": "info", "log-format": "text", "token-expiry-warning": "1m", "lock-ttl": "15m",
 		"recreate-slot": "false", "lock-renew": "false", "lock-release-on-disconnect": "false",
 	}
@@ -147,6 +149,13 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 		}
 		return d
 	}
+	nonNegativeDuration := func(name string) time.Duration {
+		d, err := time.ParseDuration(get(name))
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("--%s: %q is not a duration (like 0, 2m)", name, get(name)))
+		}
+		return d
+	}
 	s := &settings{
 		DatabaseURL:     get("database-url"),
 		JWTSecret:       *vals["jwt-secret"], // secrets are taken verbatim
@@ -155,6 +164,7 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 		RedisURL:        get("redis-url"),
 		RedisAdapter:    strings.ToLower(get("redis-adapter")),
 		StreamWindow:    durationOf("stream-window"),
+		RecoveryWindow:  nonNegativeDuration("recovery-window"),
 		Listen:          get("listen"),
 		Path:            get("path"),
 		ConfigFile:      get("config"),
@@ -215,6 +225,9 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 	}
 	if !strings.HasSuffix(s.Path, "/") {
 		s.Path += "/"
+	}
+	if s.RecoveryWindow > 0 && s.RedisURL != "" && s.RedisAdapter == "streams" && s.StreamWindow < s.RecoveryWindow {
+		errs = append(errs, fmt.Errorf("--stream-window %s is shorter than --recovery-window %s: the stream would be trimmed before a client comes back", s.StreamWindow, s.RecoveryWindow))
 	}
 	if s.RedisURL != "" && !strings.HasPrefix(s.RedisURL, "redis://") && !strings.HasPrefix(s.RedisURL, "rediss://") && !strings.HasPrefix(s.RedisURL, "unix://") {
 		errs = append(errs, fmt.Errorf("--redis-url: %q must start with redis://, rediss:// or unix://", s.RedisURL))

@@ -26,7 +26,7 @@ import (
 func TestRecoveryAfterSIGKILL(t *testing.T) {
 	rs := redistest.Run(t, redistest.Options{})
 	dsn := newDB(t)
-	env := []string{"REDIS_URL=" + rs.URL(), "RECOVERY_WINDOW=on"}
+	env := []string{"REDIS_URL=" + rs.URL(), "WALCAST_RECOVERY_WINDOW=2m"}
 	a := startWalcast(t, dsn, serveOpts{env: env})
 	b := startWalcast(t, dsn, serveOpts{env: env, slot: a.Slot})
 	waitReadyz(t, b, http.StatusOK, `"reader":"standby"`)
@@ -48,12 +48,12 @@ func TestRecoverySameInstance(t *testing.T) {
 		name, window string
 		recovered    bool
 	}{
-		{"within the window", "on", true},
+		{"within the window", "2m", true},
 		{"past the window", "2s", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dsn := newDB(t)
-			a := startWalcast(t, dsn, serveOpts{env: []string{"RECOVERY_WINDOW=" + tc.window}})
+			a := startWalcast(t, dsn, serveOpts{env: []string{"WALCAST_RECOVERY_WINDOW=" + tc.window}})
 			got := runAway(t, dsn, a, a, "cut", 5000, func() {})
 			if tc.recovered {
 				checkRecovered(t, got, true, "away-1", "away-2", "away-3")

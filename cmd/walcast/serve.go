@@ -115,11 +115,7 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: log, SIDPrefix: cfg.InstanceID + "."},
 		Logger:   log,
 	}
-	rec, err := recoveryFromEnv()
-	if err != nil {
-		return nil, err
-	}
-	hubCfg.Recovery = rec
+	hubCfg.Recovery = recoveryConfig(cfg.RecoveryWindow)
 	if cfg.RedisURL != "" && cfg.RedisAdapter == "pubsub" {
 		// Events go through hub.Emit, published on the classic adapter's
 		// channels: no fencing, so a takeover may repeat the last
@@ -183,7 +179,7 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 	s.ns.Use(s.refuseWhenStandby)
 	s.ns.Use(s.authenticate)
 	s.ns.OnConnection(s.onConnect)
-	if rec != nil {
+	if hubCfg.Recovery != nil {
 		go s.sendOffsets()
 	}
 
@@ -352,32 +348,18 @@ func (s *server) authenticate(sock *socketio.Socket) error {
 // eventOffset (no payload, only the offset) at connect and every
 // offsetInterval.
 //
-// Off unless RECOVERY_WINDOW is a positive duration or "on"
-// (recoveryWindow, the intended default): until a --recovery-window setting exists and
-// the tests comparing exact event lists allow the offset argument and the
-// walcast:offset event, it is opt-in.
+// Off unless --recovery-window is set: the contract's clients see an extra
+// last argument on broadcasts and the walcast:offset event once it is on, and
+// the tests comparing exact event lists do not allow for that yet.
 const (
-	recoveryWindow = 2 * time.Minute
 	offsetInterval = 30 * time.Second
 	eventOffset    = "walcast:offset"
-	recoveryEnv    = "RECOVERY_WINDOW"
 )
 
-// recoveryFromEnv returns the recovery settings, nil when recovery is off.
-func recoveryFromEnv() (*socketio.Recovery, error) {
-	v := os.Getenv(recoveryEnv)
-	if v == "" {
-		return nil, nil
-	}
-	window := recoveryWindow
-	if v != "on" {
-		var err error
-		if window, err = time.ParseDuration(v); err != nil {
-			return nil, fmt.Errorf("%s: want a duration or \"on\" (%s): %w", recoveryEnv, recoveryWindow, err)
-		}
-	}
+// recoveryConfig returns the recovery settings, nil when recovery is off.
+func recoveryConfig(window time.Duration) *socketio.Recovery {
 	if window <= 0 {
-		return nil, nil
+		return nil
 	}
 	return &socketio.Recovery{
 		MaxDisconnection: window,
@@ -385,7 +367,7 @@ func recoveryFromEnv() (*socketio.Recovery, error) {
 		KeepRoom:         keepOnRecovery,
 		Rooms:            recoveryRooms,
 		Breaks:           isResyncNotice,
-	}, nil
+	}
 }
 
 // resyncNotice is the payload of route's RESYNC notice: a client that

@@ -80,11 +80,9 @@ func run(ctx context.Context, o options) error {
 	defer os.RemoveAll(tmp)
 
 	fmt.Fprintln(os.Stderr, "building walcast, starting PostgreSQL...")
-	bin := filepath.Join(tmp, "walcast")
-	build := exec.Command("go", "build", "-o", bin, "github.com/walcast/walcast/cmd/walcast")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build walcast: %w", err)
+	bin, err := walcastproc.Build(tmp)
+	if err != nil {
+		return err
 	}
 	pg, err := pgtest.Start(pgtest.Options{})
 	if err != nil {

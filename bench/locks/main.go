@@ -63,11 +63,9 @@ func run(ctx context.Context, n int) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "walcast")
-	build := exec.Command("go", "build", "-o", bin, "github.com/walcast/walcast/cmd/walcast")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build walcast: %w", err)
+	bin, err := walcastproc.Build(tmp)
+	if err != nil {
+		return err
 	}
 	rs, err := redistest.Start(redistest.Options{})
 	if err != nil {

@@ -34,7 +34,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -115,11 +114,9 @@ func run(ctx context.Context, o options) error {
 	defer os.RemoveAll(tmp)
 
 	fmt.Fprintln(os.Stderr, "building walcast, starting PostgreSQL and redis-server...")
-	bin := filepath.Join(tmp, "walcast")
-	build := exec.Command("go", "build", "-o", bin, "github.com/walcast/walcast/cmd/walcast")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build walcast: %w", err)
+	bin, err := walcastproc.Build(tmp)
+	if err != nil {
+		return err
 	}
 	pg, err := pgtest.Start(pgtest.Options{})
 	if err != nil {

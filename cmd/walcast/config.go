@@ -53,7 +53,7 @@ var serveSettings = []setting{
 	{"jwt-public-key", "JWT_PUBLIC_KEY_FILE", "PEM public key file for RS256/ES256 tokens"},
 	{"jwt-algorithm", "JWT_ALGORITHM", "the one accepted token algorithm: HS256, RS256 or ES256 (default HS256, or RS256 with a public key)"},
 	{"redis-url", "REDIS_URL", "Redis URL (redis:// or rediss://); unset: one instance, locks in memory"},
-	{"recovery-window", "WALCAST_RECOVERY_WINDOW", "how long a disconnected client may come back and receive what it missed (socket.recovered); 0 turns recovery off. With it on, broadcasts carry an offset as an extra last argument and sockets get walcast:offset at connect and every 30s (2m is the intended default once clients are checked against that)"},
+	{"recovery-window", "WALCAST_RECOVERY_WINDOW", "how long a disconnected client may come back and receive what it missed (socket.recovered); 0 turns recovery off. Broadcasts carry an offset as an extra last argument (handlers written for the contract ignore it) and sockets get walcast:offset at connect and every 30s"},
 	{"stream-window", "WALCAST_STREAM_WINDOW", "how long events stay in the Redis stream (it is trimmed by age with XADD MINID, not by count)"},
 	{"redis-adapter", "WALCAST_REDIS_ADAPTER", "how instances share events through Redis: streams (a fenced Redis stream, @socket.io/redis-streams-adapter 0.3 compatible: each change delivered exactly once across a reader failover) or pubsub (@socket.io/redis-adapter 8 compatible, reachable by @socket.io/redis-emitter: no fencing, so a failover can deliver the last transactions twice, and an instance cut off from Redis misses what is published meanwhile; revocations go out as disconnect requests on the request channel, equally unkept); needs --redis-url"},
 	{"listen", "WALCAST_LISTEN", "HTTP listen address"},
@@ -100,7 +100,7 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 	fs.SetOutput(stderr)
 	vals := map[string]*string{}
 	defaults := map[string]string{
-		"listen": ":8080", "redis-adapter": "streams", "stream-window": "10m", "recovery-window": "0", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
+		"listen": ":8080", "redis-adapter": "streams", "stream-window": "10m", "recovery-window": "2m", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
 		"log-level": "info", "log-format": "text", "token-expiry-warning": "1m", "lock-ttl": "15m",
 		"recreate-slot": "false", "lock-renew": "false", "lock-release-on-disconnect": "false",
 	}

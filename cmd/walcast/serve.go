@@ -348,9 +348,7 @@ func (s *server) authenticate(sock *socketio.Socket) error {
 // eventOffset (no payload, only the offset) at connect and every
 // offsetInterval.
 //
-// Off unless --recovery-window is set: the contract's clients see an extra
-// last argument on broadcasts and the walcast:offset event once it is on, and
-// the tests comparing exact event lists do not allow for that yet.
+// On by default (--recovery-window 2m); 0 turns it off.
 const (
 	offsetInterval = 30 * time.Second
 	eventOffset    = "walcast:offset"

@@ -106,8 +106,11 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 local gone = {}
 for _, k in ipairs(due) do
   local pttl = redis.call('PTTL', k)
-  if pttl > 0 then
-    redis.call('ZADD', KEYS[1], now + pttl, k)
+  if pttl >= 0 then
+    -- Still there. 0 means "less than a millisecond left" (the deadline is
+    -- in whole milliseconds of TIME, the key's expiry finer): dropping the
+    -- entry then would lose the announcement for good.
+    redis.call('ZADD', KEYS[1], now + pttl + 1, k)
   else
     redis.call('ZREM', KEYS[1], k)
     if pttl == -2 then

@@ -19,6 +19,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,7 +40,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/walcast/walcast/bench/internal/authclient"
+	"github.com/walcast/walcast/bench/fanout/loadclient"
 	"github.com/walcast/walcast/bench/internal/procstat"
 	"github.com/walcast/walcast/bench/internal/walcastproc"
 	"github.com/walcast/walcast/e2e/sioclient"
@@ -139,7 +140,7 @@ func run(ctx context.Context, o options) error {
 	// the cheap clients: the difference is what fanning out to them costs.
 	var results []phase
 	for _, n := range []int{0, o.clients} {
-		ph, err := runPhase(ctx, o, n, "ws://"+addr+"/socket.io/?EIO=4&transport=websocket", tok, srv.Process.Pid, w, probes, listener)
+		ph, err := runPhase(ctx, o, n, addr, tok, srv.Process.Pid, w, probes, listener)
 		if err != nil {
 			return err
 		}
@@ -184,13 +185,19 @@ type phase struct {
 	broken                   int64
 }
 
-func runPhase(ctx context.Context, o options, clients int, wsURL, tok string, pid int, w *writer, p *probes, l *listener) (phase, error) {
+func runPhase(ctx context.Context, o options, clients int, addr, tok string, pid int, w *writer, p *probes, l *listener) (phase, error) {
 	ph := phase{clients: clients}
-	var load *authclient.Clients
+	var load *loadclient.Pool
 	if clients > 0 {
 		fmt.Fprintf(os.Stderr, "connecting %d cheap clients...\n", clients)
-		var err error
-		if load, err = authclient.Dial(ctx, wsURL, tok, "donation:update", clients, 50); err != nil {
+		auth, err := json.Marshal(map[string]string{"token": tok})
+		if err != nil {
+			return ph, err
+		}
+		dialCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		load, err = loadclient.Dial(dialCtx, loadclient.Config{Addr: addr, Auth: auth, Event: "donation:update"}, clients)
+		cancel()
+		if err != nil {
 			return ph, fmt.Errorf("load clients: %w", err)
 		}
 		defer load.Close()
@@ -225,7 +232,7 @@ func runPhase(ctx context.Context, o options, clients int, wsURL, tok string, pi
 	}
 	ph.missing = max(0, (last-from)*o.probes-len(ph.walcast))
 	if load != nil {
-		ph.delivered, ph.wantDelivered, ph.broken = load.Delivered(), int64((last-first)*clients), load.Broken()
+		ph.delivered, ph.wantDelivered, ph.broken = load.Events(), int64((last-first)*clients), load.Closed()
 	}
 	return ph, nil
 }

@@ -14,11 +14,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +33,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/walcast/walcast/bench/internal/redisstats"
 	"github.com/walcast/walcast/bench/internal/walcastproc"
 	"github.com/walcast/walcast/e2e/sioclient"
 	"github.com/walcast/walcast/internal/pgtest"
@@ -87,6 +91,14 @@ func run(ctx context.Context, n int) error {
 	}
 	script := filepath.Join(filepath.Dir(e2eDir), "bench", "locks", "ops.mjs")
 
+	ropt, err := redis.ParseURL(rs.URL())
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(ropt)
+	defer rdb.Close()
+	var redisCmds map[string]redisstats.Stat
+
 	var rows []row
 	for _, mode := range []struct {
 		name, db string
@@ -96,10 +108,21 @@ func run(ctx context.Context, n int) error {
 		{"walcast, memory store", "memory_run", nil},
 	} {
 		fmt.Fprintf(os.Stderr, "measuring %s (%d of each operation)...\n", mode.name, n)
+		before, err := redisstats.Read(ctx, rdb)
+		if err != nil {
+			return err
+		}
 		// Slots are cluster-wide: one per database.
 		times, err := measureWalcast(ctx, bin, script, pg.ConnString(mode.db), mode.db, mode.env, n)
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode.name, err)
+		}
+		if mode.env != nil {
+			after, err := redisstats.Read(ctx, rdb)
+			if err != nil {
+				return err
+			}
+			redisCmds = redisstats.Diff(before, after)
 		}
 		rows = append(rows, row{mode.name, times})
 	}
@@ -123,7 +146,24 @@ func run(ctx context.Context, n int) error {
 	}
 	tw.Flush()
 	fmt.Printf("targets (Redis, acquire_free): median <= 0.5 ms, p99 <= 3 ms; load average %s\n", walcastproc.LoadAvg())
+	printRedisCmds(os.Stdout, redisCmds, 4*n)
 	return nil
+}
+
+// printRedisCmds shows what Redis ran during the Redis-store run (start,
+// the 4n operations, their lock:update announcements, idle sweeps), per
+// operation: where Redis's own time went. Commands inside Lua scripts are
+// also counted under evalsha.
+func printRedisCmds(out io.Writer, cmds map[string]redisstats.Stat, ops int) {
+	names := slices.SortedFunc(maps.Keys(cmds), func(a, b string) int { return cmp.Compare(cmds[b].Usec, cmds[a].Usec) })
+	fmt.Fprintf(out, "\nRedis commands during the Redis-store run, per lock operation (%d operations):\n", ops)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "command\tcalls/op\tµs/op\tµs/call\t\n")
+	for _, name := range names[:min(8, len(names))] {
+		st := cmds[name]
+		fmt.Fprintf(tw, "%s\t%.2f\t%.1f\t%.1f\t\n", name, float64(st.Calls)/float64(ops), float64(st.Usec)/float64(ops), float64(st.Usec)/float64(st.Calls))
+	}
+	tw.Flush()
 }
 
 func measureWalcast(ctx context.Context, bin, script, dsn, slot string, env []string, n int) (map[string][]float64, error) {

@@ -45,6 +45,7 @@ import (
 
 	"github.com/walcast/walcast/bench/internal/authclient"
 	"github.com/walcast/walcast/bench/internal/procstat"
+	"github.com/walcast/walcast/bench/internal/redisstats"
 	"github.com/walcast/walcast/bench/internal/walcastproc"
 	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
@@ -208,8 +209,8 @@ type phase struct {
 	selfCPU            time.Duration // this process: clients and writer
 	// The idle reference just before writing: same connections, no events.
 	idleWall, idleWalcast, idleRedis time.Duration
-	redisCmds                        map[string]cmdStat // while writing and draining
-	uneven                           []string           // instances whose clients did not get exactly every event
+	redisCmds                        map[string]redisstats.Stat // while writing and draining
+	uneven                           []string                   // instances whose clients did not get exactly every event
 }
 
 func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redis.Client, redisPID, c int, insts []*instance) (phase, error) {
@@ -269,7 +270,7 @@ func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redi
 		return ph, err
 	}
 	self0, _ := procstat.CPU(os.Getpid())
-	cmds0, err := commandStats(ctx, rdb)
+	cmds0, err := redisstats.Read(ctx, rdb)
 	if err != nil {
 		return ph, err
 	}
@@ -304,11 +305,11 @@ func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redi
 		return ph, err
 	}
 	self1, _ := procstat.CPU(os.Getpid())
-	cmds1, err := commandStats(ctx, rdb)
+	cmds1, err := redisstats.Read(ctx, rdb)
 	if err != nil {
 		return ph, err
 	}
-	ph.redisCmds = diffStats(cmds0, cmds1)
+	ph.redisCmds = redisstats.Diff(cmds0, cmds1)
 	ph.redisCPU, ph.selfCPU = redis1-redis0, self1-self0
 	ph.delivered = delivered()
 	for i, p := range pools {

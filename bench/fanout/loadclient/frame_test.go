@@ -73,6 +73,27 @@ func TestAppendClientFrameRoundTrip(t *testing.T) {
 	}
 }
 
+// TestAppendClientFrameLong: a CONNECT carrying a JWT is over 125 bytes and
+// needs the 16-bit length form.
+func TestAppendClientFrameLong(t *testing.T) {
+	key := [4]byte{1, 2, 3, 4}
+	payload := append([]byte(`40{"token":"`), bytes.Repeat([]byte("x"), 300)...)
+	f := appendClientFrame(nil, opText, payload, key)
+	if f[0] != 0x81 || f[1] != 0x80|126 || int(f[2])<<8|int(f[3]) != len(payload) {
+		t.Fatalf("header %x", f[:4])
+	}
+	if !bytes.Equal(f[4:8], key[:]) {
+		t.Fatalf("mask key %x", f[4:8])
+	}
+	got := f[8:]
+	for i := range got {
+		got[i] ^= key[i&3]
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("unmasked payload differs")
+	}
+}
+
 // FuzzNextFrame: frames come off the network; the decoder must never panic,
 // never claim more than it was given, and its payload must lie inside it.
 func FuzzNextFrame(f *testing.F) {

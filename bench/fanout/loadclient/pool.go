@@ -44,7 +44,14 @@ type Config struct {
 	// server sending faster sees back-pressure within kilobytes. Such a
 	// pool is served by a timer, not epoll.
 	ReadRate int
-	Logger   *slog.Logger
+	// Auth is the JSON object sent with the namespace CONNECT (for example
+	// {"token":"..."} for a server that authenticates sockets); nil sends a
+	// bare CONNECT.
+	Auth []byte
+	// Event, when set, counts every event of that name (any payload) in
+	// Events, for servers whose events are not the benchmark's ticks.
+	Event  string
+	Logger *slog.Logger
 }
 
 func (c *Config) applyDefaults() {
@@ -136,7 +143,7 @@ func (p *Pool) ramp(ctx context.Context, addr netip.AddrPort, n int) error {
 				if p.cfg.ReadRate > 0 {
 					rcvbuf = 4096 // the kernel doubles it
 				}
-				fd, leftover, err := handshake(addr, p.cfg.Path, rcvbuf)
+				fd, leftover, err := handshake(addr, p.cfg.Path, rcvbuf, p.cfg.Auth)
 				if err != nil {
 					cancel(fmt.Errorf("client %d: %w", i, err))
 					continue
@@ -187,6 +194,16 @@ func (p *Pool) Delivered(rung int) int64 {
 	return sum
 }
 
+// Events is the number of events named Config.Event received so far,
+// summed over all connections.
+func (p *Pool) Events() int64 {
+	var sum int64
+	for _, w := range p.workers {
+		sum += w.events.Load()
+	}
+	return sum
+}
+
 // Latencies returns the send-to-receive latencies recorded for rung by the
 // sampling connections, sorted ascending.
 func (p *Pool) Latencies(rung int) []time.Duration {
@@ -216,8 +233,9 @@ func (p *Pool) Close() {
 // handshake opens a TCP socket, performs the WebSocket upgrade for an
 // Engine.IO websocket-only session, sends the namespace CONNECT and returns
 // the socket in non-blocking mode with the bytes read past the open packet.
-// rcvbuf > 0 sets SO_RCVBUF before connecting.
-func handshake(addr netip.AddrPort, path string, rcvbuf int) (fd int, leftover []byte, err error) {
+// rcvbuf > 0 sets SO_RCVBUF before connecting; auth, when set, travels in
+// the CONNECT packet.
+func handshake(addr netip.AddrPort, path string, rcvbuf int, auth []byte) (fd int, leftover []byte, err error) {
 	fd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, nil, fmt.Errorf("socket: %w", err)
@@ -263,7 +281,7 @@ func handshake(addr netip.AddrPort, path string, rcvbuf int) (fd int, leftover [
 	if err != nil {
 		return -1, nil, err
 	}
-	if err := writeAll(fd, appendClientFrame(nil, opText, []byte("40"), [4]byte{1, 2, 3, 4})); err != nil {
+	if err := writeAll(fd, appendClientFrame(nil, opText, append([]byte("40"), auth...), [4]byte{1, 2, 3, 4})); err != nil {
 		return -1, nil, fmt.Errorf("send namespace connect: %w", err)
 	}
 	if err := syscall.SetNonblock(fd, true); err != nil {

@@ -32,6 +32,8 @@ type worker struct {
 	stop  atomic.Bool
 
 	delivered []atomic.Int64 // per rung
+	events    atomic.Int64   // events named Config.Event
+	eventHead []byte         // `42["<Config.Event>"`
 
 	mu        sync.Mutex
 	latencies map[int][]time.Duration // per rung, sampling connections only
@@ -39,6 +41,7 @@ type worker struct {
 	// scratch, owned by the run goroutine
 	buf    []byte
 	counts []int64
+	nEvent int64
 	out    []byte
 }
 
@@ -47,8 +50,13 @@ func newWorker(p *Pool, capacity int) (*worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
+	var head []byte
+	if p.cfg.Event != "" {
+		head = []byte(`42["` + p.cfg.Event + `"`)
+	}
 	return &worker{
 		pool:      p,
+		eventHead: head,
 		epfd:      epfd,
 		conns:     make([]atomic.Pointer[conn], capacity),
 		delivered: make([]atomic.Int64, p.cfg.MaxRungs),
@@ -121,6 +129,10 @@ func (w *worker) runThrottled() {
 }
 
 func (w *worker) flushCounts() {
+	if w.nEvent != 0 {
+		w.events.Add(w.nEvent)
+		w.nEvent = 0
+	}
 	for r, n := range w.counts {
 		if n != 0 {
 			w.delivered[r].Add(n)
@@ -182,6 +194,10 @@ func (w *worker) handle(c *conn, op byte, payload []byte) bool {
 	switch payload[0] {
 	case '4': // Engine.IO message: a Socket.IO packet follows
 		if len(payload) > 1 && payload[1] == '2' {
+			if w.eventHead != nil && bytes.HasPrefix(payload, w.eventHead) {
+				w.nEvent++
+				return true
+			}
 			w.countTick(c, payload)
 			return true
 		}

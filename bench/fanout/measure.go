@@ -79,11 +79,14 @@ func (g rung) behind() bool {
 
 func startServer(ctx context.Context, o options, name string, clients int, nodeDir, walcastBin string) (*serverproc.Proc, string, error) {
 	switch name {
-	case "walcast":
+	case "walcast", "walcast-delay":
 		args := []string{walcastBin, "-addr", "127.0.0.1:0"}
+		if name == "walcast-delay" {
+			args = append(args, "-write-delay", o.writeDelay.String())
+		}
 		profile := ""
 		if o.cpuProfile != "" {
-			profile = fmt.Sprintf("%s-walcast-c%d.pprof", o.cpuProfile, clients)
+			profile = fmt.Sprintf("%s-%s-c%d.pprof", o.cpuProfile, name, clients)
 			args = append(args, "-cpuprofile", profile)
 		}
 		p, err := serverproc.Start(ctx, name, o.dir, nil, args...)

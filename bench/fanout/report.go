@@ -89,23 +89,29 @@ func idleBreakdown(r serverRun) string {
 	return strings.Join(parts, ", ")
 }
 
-// printComparison sets walcast beside Node at each offered rate both ran.
+// printComparison sets each walcast variant beside Node at each offered
+// rate both ran.
 func printComparison(w io.Writer, runs []serverRun) {
-	var wc, nd *serverRun
+	var nd *serverRun
 	for i := range runs {
-		switch runs[i].server {
-		case "walcast":
-			wc = &runs[i]
-		case "node":
+		if runs[i].server == "node" {
 			nd = &runs[i]
 		}
 	}
-	if wc == nil || nd == nil {
+	if nd == nil {
 		return
 	}
-	fmt.Fprintf(w, "\n== walcast / node, %d clients (target: CPU per message <= 0.33 of node's)\n", wc.clients)
+	for i := range runs {
+		if runs[i].server != "node" {
+			compareWithNode(w, &runs[i], nd)
+		}
+	}
+}
+
+func compareWithNode(w io.Writer, wc, nd *serverRun) {
+	fmt.Fprintf(w, "\n== %s / node, %d clients (target: CPU per message <= 0.33 of node's)\n", wc.server, wc.clients)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "offered msg/s\tCPU/msg walcast µs\tnode µs\tratio\tuser µs walcast\tnode\tratio\tp99 walcast ms\tnode ms\tRSS walcast MB\tnode MB\tboth keep up\t")
+	fmt.Fprintf(tw, "offered msg/s\tCPU/msg %[1]s µs\tnode µs\tratio\tuser µs %[1]s\tnode\tratio\tp99 %[1]s ms\tnode ms\tRSS %[1]s MB\tnode MB\tboth keep up\t\n", wc.server)
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, a := range wc.rungs {
 		for _, b := range nd.rungs {
@@ -148,14 +154,14 @@ func printComparison(w io.Writer, runs []serverRun) {
 	if idle > 12 {
 		verdict = fmt.Sprintf("MISSED by %.0f%%", (idle/12-1)*100)
 	}
-	fmt.Fprintf(w, "   idle KB/conn: walcast %.1f, node %.1f, ratio %.2f; target <= 12 KB: %s\n",
-		idle, nd.idlePerConn()/1024, wc.idlePerConn()/nd.idlePerConn(), verdict)
+	fmt.Fprintf(w, "   idle KB/conn: %s %.1f, node %.1f, ratio %.2f; target <= 12 KB: %s\n",
+		wc.server, idle, nd.idlePerConn()/1024, wc.idlePerConn()/nd.idlePerConn(), verdict)
 	sust := "-"
 	if nd.sustained > 0 {
 		sust = fmt.Sprintf("%.2f", wc.sustained/nd.sustained)
 	}
-	fmt.Fprintf(w, "   sustained msg/s: walcast %.0f, node %.0f, ratio %s (a ladder top that never fell behind is a floor, not the limit)\n",
-		wc.sustained, nd.sustained, sust)
+	fmt.Fprintf(w, "   sustained msg/s: %s %.0f, node %.0f, ratio %s (a ladder top that never fell behind is a floor, not the limit)\n",
+		wc.server, wc.sustained, nd.sustained, sust)
 }
 
 func printSummary(w io.Writer, all []serverRun) {
@@ -171,6 +177,6 @@ func printSummary(w io.Writer, all []serverRun) {
 		if len(lost) > 0 {
 			lossNote = "LOST below saturation: " + strings.Join(lost, "; ")
 		}
-		fmt.Fprintf(w, "%-8s C=%-5d sustained %7.0f msg/s, idle %.1f KB/conn, %s\n", r.server, r.clients, r.sustained, r.idlePerConn()/1024, lossNote)
+		fmt.Fprintf(w, "%-13s C=%-5d sustained %7.0f msg/s, idle %.1f KB/conn, %s\n", r.server, r.clients, r.sustained, r.idlePerConn()/1024, lossNote)
 	}
 }

@@ -25,21 +25,23 @@ import (
 
 	"github.com/walcast/walcast/bench/fanout/tick"
 	"github.com/walcast/walcast/broadcast"
+	"github.com/walcast/walcast/broadcast/engineio"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := flag.String("memprofile", "", "write a heap profile at exit to this file")
+	writeDelay := flag.Duration("write-delay", 0, "engine.io write delay (walcast serve --write-delay): an idle socket's writes wait this long for more events")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := run(*addr, *cpuProfile, *memProfile, log); err != nil {
+	if err := run(*addr, *cpuProfile, *memProfile, *writeDelay, log); err != nil {
 		fmt.Fprintln(os.Stderr, "bench server:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, cpuProfile, memProfile string, log *slog.Logger) error {
+func run(addr, cpuProfile, memProfile string, writeDelay time.Duration, log *slog.Logger) error {
 	if err := raiseFileLimit(); err != nil {
 		return err
 	}
@@ -55,7 +57,7 @@ func run(addr, cpuProfile, memProfile string, log *slog.Logger) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	hub := broadcast.New(broadcast.Config{Logger: log})
+	hub := broadcast.New(broadcast.Config{Logger: log, EngineIO: engineio.Config{WriteDelay: writeDelay}})
 	defer hub.Close()
 	mux := http.NewServeMux()
 	mux.Handle("/socket.io/", hub.Handler())

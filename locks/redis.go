@@ -41,29 +41,29 @@ var acquireScript = redis.NewScript(`
 -- set may go then too: a user who never returns leaves nothing behind.
 -- (Instances configured with different TTLs could expire it early, which
 -- only loosens the cap; the locks themselves are unaffected.)
-local function touch(key, ttl)
-  redis.call('PEXPIRE', key, ttl)
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Ordered so the common answers call Redis as little as possible: a lock
+-- held by someone else is one GET; the cap's set is pruned of expired
+-- entries only when it looks full.
 local ttl = tonumber(ARGV[3])
 local prefix = '{"userId":' .. ARGV[1] .. ','
 local cur = redis.call('GET', KEYS[1])
-if cur then
-  if string.sub(cur, 1, #prefix) == prefix then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
-    redis.call('ZADD', KEYS[3], now + ttl, KEYS[1])
-    touch(KEYS[3], ttl)
-    return {1, cur}
-  end
+if cur and string.sub(cur, 1, #prefix) ~= prefix then
   return {3, cur}
 end
-if ARGV[5] == 'extend' then
+if not cur and ARGV[5] == 'extend' then
   return {5}
 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if cur then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
+  redis.call('ZADD', KEYS[3], now + ttl, KEYS[1])
+  redis.call('PEXPIRE', KEYS[3], ttl)
+  return {1, cur}
+end
 local limit = tonumber(ARGV[4])
-if limit > 0 then
+if limit > 0 and redis.call('ZCARD', KEYS[3]) >= limit then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   if redis.call('ZCARD', KEYS[3]) >= limit then
     return {4}
@@ -73,7 +73,7 @@ local val = prefix .. '"username":' .. ARGV[2] .. ',"acquiredAt":' .. string.for
 redis.call('SET', KEYS[1], val, 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
 redis.call('ZADD', KEYS[3], now + ttl, KEYS[1])
-touch(KEYS[3], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
 return {2, val}
 `)
 

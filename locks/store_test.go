@@ -99,6 +99,34 @@ func TestStoreLimit(t *testing.T) {
 	}
 }
 
+// TestStoreLimitForgetsExpired: locks that expired no longer count toward
+// the cap (the Redis script prunes the user's set only when it looks full).
+func TestStoreLimitForgetsExpired(t *testing.T) {
+	for _, be := range backends(t, 300*time.Millisecond) {
+		t.Run(be.name, func(t *testing.T) {
+			st := be.newStore(t)
+			alice := Owner{NumericUserID(1), "alice"}
+			for i := 0; i < 3; i++ {
+				if res, err := st.Acquire(bg, Resource{"member", fmt.Sprint(i)}, alice, 3); err != nil || res.Outcome != Taken {
+					t.Fatalf("acquire %d = %+v, %v", i, res, err)
+				}
+			}
+			if res, err := st.Acquire(bg, Resource{"member", "3"}, alice, 3); err != nil || res.Outcome != LimitReached {
+				t.Fatalf("4th acquire with limit 3 = %+v, %v", res, err)
+			}
+			time.Sleep(600 * time.Millisecond) // all three expire
+			for i := 3; i < 6; i++ {
+				if res, err := st.Acquire(bg, Resource{"member", fmt.Sprint(i)}, alice, 3); err != nil || res.Outcome != Taken {
+					t.Fatalf("acquire %d after the first three expired = %+v, %v", i, res, err)
+				}
+			}
+			if res, err := st.Acquire(bg, Resource{"member", "9"}, alice, 3); err != nil || res.Outcome != LimitReached {
+				t.Fatalf("cap after the expired were pruned = %+v, %v", res, err)
+			}
+		})
+	}
+}
+
 // TestStoreRace: 100 users race for one lock, through one store (memory)
 // or 100 clients' worth of two independent Redis stores: exactly one wins.
 func TestStoreRace(t *testing.T) {

@@ -56,7 +56,10 @@ type Config struct {
 	RenewInterval time.Duration
 	// ReleaseOnDisconnect releases a session's locks when its socket goes
 	// away and has not come back within DisconnectGrace. Off by default, as
-	// in the contract ("relies on TTL").
+	// in the contract ("relies on TTL"). A session whose socket may live on
+	// elsewhere (Session.SetPresence: a Socket.IO session resumed on another
+	// instance) keeps its locks, renewed when Renew is on, until it is gone
+	// everywhere.
 	ReleaseOnDisconnect bool
 	// DisconnectGrace is the connection-recovery window a session is kept
 	// for after a disconnect; 0 means 2 minutes (Socket.IO's default

@@ -15,15 +15,34 @@ type Session struct {
 	caller Caller
 
 	// The fields below are guarded by svc.mu.
-	held      map[Resource]struct{}
-	connected bool
-	grace     *time.Timer
+	held map[Resource]struct{}
+	// conns counts the sockets attached (Connect minus Disconnect): a
+	// socket that resumes the session may attach before the socket it
+	// replaces has detached.
+	conns int
+	// away is set while the session's socket is gone from this instance
+	// but its presence says it lives on elsewhere: its locks are kept (and
+	// renewed) for it.
+	away     bool
+	presence Presence
+	grace    *time.Timer
+	// round numbers the grace timers: a timer that fired while Connect
+	// stopped it acts only if no newer round began.
+	round uint64
 }
+
+// Presence reports, for a session whose socket disconnected from this
+// instance, how much longer that socket may still be connected or come back
+// anywhere in the cluster: a Socket.IO session resumed on another instance
+// keeps the socket id, but its new socket is not on this one. 0 means gone
+// everywhere. The Service asks again when that time has passed.
+type Presence func(ctx context.Context) (time.Duration, error)
 
 // Connect returns the Session for a socket. key identifies the connection
 // across a Socket.IO connection-state recovery (the socket id, which a
-// recovered socket keeps): connecting again with the same key within the
-// grace window returns the same Session, with its locks, and cancels the
+// recovered socket keeps): connecting again with the same key while the
+// session is kept (within the grace window, or while it is away on another
+// instance) returns the same Session, with its locks, and cancels the
 // pending release.
 func (s *Service) Connect(key string, c Caller) *Session {
 	s.mu.Lock()
@@ -33,15 +52,27 @@ func (s *Service) Connect(key string, c Caller) *Session {
 			sess.grace.Stop()
 			sess.grace = nil
 		}
-		sess.connected = true
+		sess.round++
+		sess.conns++
+		sess.away = false
 		sess.caller = c
 		return sess
 	}
-	sess := &Session{svc: s, key: key, caller: c, held: make(map[Resource]struct{}), connected: true}
+	sess := &Session{svc: s, key: key, caller: c, held: make(map[Resource]struct{}), conns: 1}
 	if !s.closed {
 		s.sessions[key] = sess
 	}
 	return sess
+}
+
+// SetPresence makes the release of this session's locks after a disconnect
+// wait for as long as p says its socket may live on elsewhere (see
+// Presence); without it the locks are released when the grace window
+// passes. The latest call wins.
+func (ss *Session) SetPresence(p Presence) {
+	ss.svc.mu.Lock()
+	ss.presence = p
+	ss.svc.mu.Unlock()
 }
 
 // Acquire handles lock:acquire for this socket.
@@ -88,43 +119,98 @@ func (ss *Session) Held() []Resource {
 
 // Disconnect is called when the socket goes away. Renewal stops at once.
 // With ReleaseOnDisconnect the session's locks are released after the
-// grace window unless Connect brings the session back first; without it
-// the locks stay until their TTL, as the contract says.
+// grace window unless Connect brings the session back first, or its
+// Presence says it lives on elsewhere (then they are kept, and renewed,
+// until it is gone everywhere); without it the locks stay until their TTL,
+// as the contract says.
 func (ss *Session) Disconnect() {
 	s := ss.svc
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sessions[ss.key] != ss || !ss.connected {
+	if s.sessions[ss.key] != ss || ss.conns == 0 {
 		return
 	}
-	ss.connected = false
+	ss.conns--
+	if ss.conns > 0 {
+		return // another socket of the session is still here
+	}
 	if !s.releaseOnDisconnect && !s.renew {
 		delete(s.sessions, ss.key) // nothing to come back to
 		return
 	}
-	ss.grace = time.AfterFunc(s.grace, func() { s.expireSession(ss) })
+	s.armLocked(ss, s.grace)
 }
 
-// expireSession runs when the grace window passes without a reconnect.
-func (s *Service) expireSession(ss *Session) {
+// armLocked starts a new round: expireSession runs after d.
+func (s *Service) armLocked(ss *Session, d time.Duration) {
+	ss.round++
+	round := ss.round
+	ss.grace = time.AfterFunc(d, func() { s.expireSession(ss, round) })
+}
+
+// keptLocked reports whether ss is still the kept, detached session of
+// round: a Connect, a later Disconnect (which arms its own round) or
+// shutdown meanwhile end it.
+func (s *Service) keptLocked(ss *Session, round uint64) bool {
+	return s.sessions[ss.key] == ss && ss.conns == 0 && ss.round == round && !s.closed
+}
+
+// expireSession runs when the grace window passes without a reconnect, and
+// again each time the session's presence said to wait.
+func (s *Service) expireSession(ss *Session, round uint64) {
 	s.mu.Lock()
-	if s.sessions[ss.key] != ss || ss.connected || s.closed {
+	if !s.keptLocked(ss, round) {
+		s.mu.Unlock()
+		return
+	}
+	ss.grace = nil
+	presence := ss.presence
+	s.mu.Unlock()
+	if presence != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opTimeout)
+		left, err := presence(ctx)
+		cancel()
+		if err != nil {
+			// Keeping is the safe side: the locks still expire by their TTL.
+			// Debug: a Redis outage is logged where it is seen, and this
+			// would repeat for every disconnected session.
+			s.log.Debug("lock session presence unknown; keeping its locks and asking again", "retry_in", s.presenceRetry(), "err", err)
+			left = s.presenceRetry()
+		}
+		if left > 0 {
+			s.mu.Lock()
+			if s.keptLocked(ss, round) {
+				s.log.Debug("lock session kept: its socket may live on elsewhere", "key", ss.key, "recheck_in", left+presenceSlack)
+				ss.away = true
+				// Just past the moment it said, so a stored session that
+				// expires then is seen gone.
+				s.armLocked(ss, left+presenceSlack)
+			}
+			s.mu.Unlock()
+			return
+		}
+	}
+	s.mu.Lock()
+	if !s.keptLocked(ss, round) {
 		s.mu.Unlock()
 		return
 	}
 	delete(s.sessions, ss.key)
-	ss.grace = nil
+	ss.away = false
 	var toRelease []Resource
 	if s.releaseOnDisconnect {
 		for r := range ss.held {
-			// The lock belongs to the user: another open tab of theirs that
-			// also took it keeps it.
+			// The lock belongs to the user: another session of theirs that
+			// also took it keeps it while that session is kept (connected,
+			// within its grace window, or away on another instance); the
+			// last of them to end releases it.
 			if !s.heldElsewhereLocked(ss, r) {
 				toRelease = append(toRelease, r)
 			}
 		}
 	}
 	s.mu.Unlock()
+	s.log.Debug("lock session ended", "key", ss.key, "releasing", len(toRelease))
 	for _, r := range toRelease {
 		// Release-if-owner: if the lock expired and someone else took it,
 		// this changes nothing.
@@ -132,9 +218,20 @@ func (s *Service) expireSession(ss *Session) {
 	}
 }
 
+// presenceSlack is added to the time a Presence says is left before asking
+// again.
+const presenceSlack = 100 * time.Millisecond
+
+// presenceRetry is how long to wait before asking a Presence that failed
+// again.
+func (s *Service) presenceRetry() time.Duration { return min(s.grace, 10*time.Second) }
+
+// heldElsewhereLocked reports whether another kept session of ss's user
+// holds r. Every session in s.sessions is kept: a detached one is removed
+// when it ends.
 func (s *Service) heldElsewhereLocked(ss *Session, r Resource) bool {
 	for _, o := range s.sessions {
-		if o != ss && o.connected && o.caller.UserID == ss.caller.UserID {
+		if o != ss && o.caller.UserID == ss.caller.UserID {
 			if _, ok := o.held[r]; ok {
 				return true
 			}
@@ -143,8 +240,9 @@ func (s *Service) heldElsewhereLocked(ss *Session, r Resource) bool {
 	return false
 }
 
-// RenewOnce extends every lock held through a connected session. Locks
-// found lost (released elsewhere, expired and re-taken) are forgotten.
+// RenewOnce extends every lock held through a connected session, or one
+// away on another instance. Locks found lost (released elsewhere, expired
+// and re-taken) are forgotten.
 func (s *Service) RenewOnce(ctx context.Context) {
 	type job struct {
 		ss *Session
@@ -153,7 +251,7 @@ func (s *Service) RenewOnce(ctx context.Context) {
 	var jobs []job
 	s.mu.Lock()
 	for _, ss := range s.sessions {
-		if !ss.connected {
+		if ss.conns == 0 && !ss.away {
 			continue
 		}
 		for r := range ss.held {

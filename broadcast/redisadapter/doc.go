@@ -80,7 +80,13 @@
 // select. An offset no longer in the stream (trimmed by Window, which must
 // be at least the recovery window) or a disconnectSockets entry for the
 // session since the offset make the restore fail: the client gets a fresh
-// session. The pub/sub adapter keeps no shared history: it recovers from each
-// instance's memory only, so a client that comes back to another instance
-// starts afresh.
+// session. A session resumed on one instance while its old socket is still
+// connected on another is taken over there at once: the restoring instance
+// publishes JSON {uid, sid, gen} on "<ChannelPrefix>-walcast#<nsp>#", a
+// channel no Node adapter subscribes to, and the instance holding the old
+// socket closes it without a DISCONNECT packet and without saving or dropping
+// the session (see takeover.go). The pub/sub adapter keeps no shared history:
+// it recovers from each instance's memory only, so a client that comes back
+// to another instance starts afresh, and no takeover notice is needed (the
+// old socket can only be on the instance that restores).
 package redisadapter

@@ -220,7 +220,7 @@ func (s *Streams) NewAdapter(ns *socketio.Namespace) socketio.Adapter {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.PublishTimeout)
 	defer cancel()
 	prefix := s.opts.ChannelPrefix + "#" + ns.Name() + "#"
-	a.sub = subscribe(ctx, s.client, s.log, nil, []string{prefix, prefix + s.uid + "#"})
+	a.sub = subscribe(ctx, s.client, s.log, nil, []string{prefix, prefix + s.uid + "#", s.takeoverChannel(ns.Name())})
 	go a.readRequests()
 	s.mu.Lock()
 	s.adapters[ns.Name()] = a
@@ -491,10 +491,16 @@ func (s *Streams) Client() *redis.Client { return s.client }
 // pub/sub channels: fetchSockets with this instance's sockets, and
 // acknowledged broadcasts by delivering the packet (without asking the
 // clients for acknowledgements) and reporting 0 clients to wait for. Other
-// requests (serverSideEmit) go unanswered.
+// requests (serverSideEmit) go unanswered. Takeover notices of walcast
+// peers arrive here too (takeover.go).
 func (a *StreamsAdapter) readRequests() {
 	s := a.streams
+	takeovers := s.takeoverChannel(a.ns.Name())
 	for m := range a.sub.Channel() {
+		if m.Channel == takeovers {
+			a.onTakeover([]byte(m.Payload))
+			continue
+		}
 		req, err := decodeClusterRequest([]byte(m.Payload))
 		if err != nil {
 			s.log.Warn("skip cluster request", "channel", m.Channel, "err", err)

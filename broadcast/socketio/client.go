@@ -153,9 +153,12 @@ func (c *client) restore(nsp *Namespace, s *Socket, pid, offset string) {
 		c.srv.log.Info("refused to restore another owner's session", "nsp", nsp.name, "remote", s.handshake.RemoteAddr)
 		return
 	}
+	// The old socket's transport is not known to be dead yet, but the client
+	// is here now: close the old socket, here or wherever it is.
 	if old := nsp.Socket(st.SID); old != nil {
-		// its transport is not known to be dead yet: the client is here now
 		old.takeOver()
+	} else if tn, ok := nsp.adapter.(TakeoverNotifier); ok {
+		c.notifyTakeover(nsp, tn, st.SID, st.Gen+1)
 	}
 	if rooms := c.srv.cfg.Recovery.Rooms; rooms != nil {
 		keep := c.srv.cfg.Recovery.KeepRoom
@@ -194,9 +197,24 @@ func (c *client) restore(nsp *Namespace, s *Socket, pid, offset string) {
 		}
 	}
 	s.rec.pid = st.PID
+	s.rec.gen = st.Gen + 1
 	s.rec.recovered = true
 	s.rec.restored = st
 	s.rec.missed = missed
+}
+
+// notifyTakeover tells the other instances, off the connecting client's
+// path, that the session of socket sid was resumed here as generation gen.
+// A notice that does not arrive leaves the old socket to its ping timeout,
+// as before.
+func (c *client) notifyTakeover(nsp *Namespace, tn TakeoverNotifier, sid string, gen uint64) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tn.NotifyTakeover(ctx, sid, gen); err != nil {
+			c.srv.log.Warn("notify takeover of a resumed session", "nsp", nsp.name, "err", err)
+		}
+	}()
 }
 
 func (c *client) runMiddlewares(nsp *Namespace, s *Socket) (err error) {

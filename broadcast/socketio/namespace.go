@@ -73,6 +73,22 @@ func (n *Namespace) Socket(id string) *Socket {
 	return n.sockets[id]
 }
 
+// TakeOver closes the local socket with id sid when a client resumed its
+// session as generation gen on another instance (see TakeoverNotifier), as a
+// local restore closes it: no DISCONNECT packet, the session neither saved
+// nor dropped, the disconnect handlers see ReasonForcedServerClose. A socket
+// of generation gen or newer (one that resumed the session here after that
+// restore) is left alone. It reports whether a socket was closed.
+func (n *Namespace) TakeOver(sid string, gen uint64) bool {
+	s := n.Socket(sid)
+	if s == nil || s.rec == nil || s.rec.gen >= gen {
+		return false
+	}
+	n.srv.log.Debug("closing a socket whose session was resumed on another instance", "nsp", n.name, "socket", sid)
+	s.takeOver()
+	return true
+}
+
 // Len is the number of connected sockets.
 func (n *Namespace) Len() int {
 	n.mu.RLock()

@@ -57,6 +57,11 @@ type SessionState struct {
 	PID   string   `json:"pid"`
 	Owner string   `json:"owner"`
 	Rooms []string `json:"rooms"`
+	// Gen counts the restores of the session: a socket restored from
+	// state of generation g is generation g+1. A takeover notice for
+	// generation g closes only sockets of an older generation, so a late
+	// notice never closes a socket that resumed the session after it.
+	Gen uint64 `json:"gen,omitempty"`
 }
 
 // SessionStore keeps sessions and the broadcast history they are restored
@@ -78,6 +83,25 @@ type SessionStore interface {
 	// false when offset is unknown or no longer in the history, or the
 	// history says the session must not be restored.
 	MissedSince(ctx context.Context, st *SessionState, offset string) (missed []MissedPacket, ok bool, err error)
+}
+
+// SessionLifetime is implemented by a SessionStore that can tell how long a
+// stored session has left (Socket.SessionTTL).
+type SessionLifetime interface {
+	// SessionTTL returns how long the session pid stays stored; 0 when it
+	// is not stored (expired, dropped, never saved).
+	SessionTTL(ctx context.Context, pid string) (time.Duration, error)
+}
+
+// TakeoverNotifier is implemented by adapters whose SessionStore several
+// instances share, so that a session may be restored on another instance
+// than the one where its old socket is still connected (its transport not
+// yet known to be dead). After such a restore the namespace calls
+// NotifyTakeover; the adapter tells the other instances, which call
+// Namespace.TakeOver(sid, gen) on their side. The instance that restored
+// must not act on its own notice: its new socket has the same id.
+type TakeoverNotifier interface {
+	NotifyTakeover(ctx context.Context, sid string, gen uint64) error
 }
 
 // MissedPacket is one broadcast to replay and its offset.
@@ -251,6 +275,16 @@ func (h *history) load(pid string) *SessionState {
 	return &st
 }
 
+func (h *history) ttl(pid string) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ms, ok := h.sessions[pid]
+	if !ok {
+		return 0
+	}
+	return max(time.Until(ms.expires), 0)
+}
+
 func (h *history) missedSince(st *SessionState, offset string) ([]MissedPacket, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -290,6 +324,14 @@ func (a *MemoryAdapter) LoadSession(_ context.Context, pid string) (*SessionStat
 		return h.load(pid), nil
 	}
 	return nil, nil
+}
+
+// SessionTTL returns how long a session kept in memory has left.
+func (a *MemoryAdapter) SessionTTL(_ context.Context, pid string) (time.Duration, error) {
+	if h := a.hist.Load(); h != nil {
+		return h.ttl(pid), nil
+	}
+	return 0, nil
 }
 
 // MissedSince reads what st missed from this instance's history.

@@ -76,6 +76,7 @@ type Socket struct {
 type sockRecovery struct {
 	pid       string
 	owner     string
+	gen       uint64 // SessionState.Gen
 	recovered bool
 	// set between restore and add
 	restored *SessionState
@@ -167,7 +168,7 @@ func (s *Socket) persist(rooms []string, final bool) {
 		// sessions stay recoverable for a whole window
 		ttl += window / 4
 	}
-	st := SessionState{SID: s.id, PID: s.rec.pid, Owner: s.rec.owner, Rooms: rooms}
+	st := SessionState{SID: s.id, PID: s.rec.pid, Owner: s.rec.owner, Rooms: rooms, Gen: s.rec.gen}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.nsp.store.PersistSession(ctx, st, ttl); err != nil {
@@ -190,6 +191,36 @@ func (s *Socket) takeOver() {
 	if idle {
 		s.client.sess.Close(ReasonForcedServerClose)
 	}
+}
+
+// SessionTTL reports how much longer the socket's recoverable session stays
+// stored. While the socket, or a socket that resumed its session on any
+// instance sharing the adapter's SessionStore, is connected, the session is
+// saved again periodically and this stays above zero; after the last of them
+// disconnects it lasts the recovery window. It is 0 once the session is gone:
+// expired, dropped (a disconnect the client does not come back from), or
+// never saved because recovery is off. Used to keep what belongs to a session
+// (e.g. its record locks) until the session is over everywhere.
+func (s *Socket) SessionTTL(ctx context.Context) (time.Duration, error) {
+	if s.rec == nil || s.nsp.store == nil {
+		return 0, nil
+	}
+	if lt, ok := s.nsp.store.(SessionLifetime); ok {
+		d, err := lt.SessionTTL(ctx, s.rec.pid)
+		if err != nil {
+			return 0, fmt.Errorf("session ttl: %w", err)
+		}
+		return d, nil
+	}
+	// A store that cannot tell: stored means a whole window may be left.
+	st, err := s.nsp.store.LoadSession(ctx, s.rec.pid)
+	if err != nil {
+		return 0, fmt.Errorf("session ttl: %w", err)
+	}
+	if st == nil {
+		return 0, nil
+	}
+	return s.nsp.srv.cfg.Recovery.MaxDisconnection, nil
 }
 
 // Connected reports whether the socket is still connected.

@@ -23,6 +23,7 @@ type settings struct {
 	RedisAdapter    string // "streams" or "pubsub"
 	StreamWindow    time.Duration
 	RecoveryWindow  time.Duration // 0: connection state recovery off
+	WriteDelay      time.Duration // 0: a socket's writes start at once
 	Listen          string
 	Path            string
 	CORSOrigins     []string
@@ -69,6 +70,7 @@ var serveSettings = []setting{
 	{"lock-ttl", "WALCAST_LOCK_TTL", "record lock lifetime"},
 	{"lock-renew", "WALCAST_LOCK_RENEW", "extend a connected holder's locks before they expire"},
 	{"lock-release-on-disconnect", "WALCAST_LOCK_RELEASE_ON_DISCONNECT", "release a socket's locks when it disconnects (after a grace period)"},
+	{"write-delay", "WALCAST_WRITE_DELAY", "how long an idle socket's writes wait for more events to leave in the same system call: less CPU per delivered event when each socket gets several events per interval, for up to this much added latency (0 to 1s; 0 writes at once)"},
 	{"instance-id", "WALCAST_INSTANCE_ID", "1-16 letters or digits naming this instance; session ids start with it and a dot, so a proxy can route a session's requests back (see deploy/nginx.conf; default: random per process)"},
 }
 
@@ -100,7 +102,7 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 	fs.SetOutput(stderr)
 	vals := map[string]*string{}
 	defaults := map[string]string{
-		"listen": ":8080", "redis-adapter": "streams", "stream-window": "10m", "recovery-window": "2m", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
+		"listen": ":8080", "redis-adapter": "streams", "stream-window": "10m", "recovery-window": "2m", "write-delay": "0", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
 		"log-level": "info", "log-format": "text", "token-expiry-warning": "1m", "lock-ttl": "15m",
 		"recreate-slot": "false", "lock-renew": "false", "lock-release-on-disconnect": "false",
 	}
@@ -165,6 +167,7 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 		RedisAdapter:    strings.ToLower(get("redis-adapter")),
 		StreamWindow:    durationOf("stream-window"),
 		RecoveryWindow:  nonNegativeDuration("recovery-window"),
+		WriteDelay:      nonNegativeDuration("write-delay"),
 		Listen:          get("listen"),
 		Path:            get("path"),
 		ConfigFile:      get("config"),
@@ -177,6 +180,9 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 		LockRenew:       boolOf("lock-renew"),
 		LockReleaseOnDC: boolOf("lock-release-on-disconnect"),
 		InstanceID:      get("instance-id"),
+	}
+	if s.WriteDelay > time.Second {
+		errs = append(errs, fmt.Errorf("--write-delay (WALCAST_WRITE_DELAY): %s is over 1s: every event would wait that long", s.WriteDelay))
 	}
 	if s.InstanceID == "" {
 		s.InstanceID = randomInstanceID()

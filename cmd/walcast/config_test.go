@@ -16,7 +16,7 @@ func TestParseServeDefaultsAndPrecedence(t *testing.T) {
 	}
 	if s.Listen != ":8080" || s.Path != "/socket.io/" || s.Slot != "walcast" || s.Publication != "walcast" ||
 		s.JWTAlgorithm != "HS256" || s.LockTTL != 15*time.Minute || s.ExpiryWarning != time.Minute ||
-		s.LogLevel != slog.LevelInfo || s.LogFormat != "text" || s.RedisURL != "" || s.CORSOrigins != nil {
+		s.LogLevel != slog.LevelInfo || s.LogFormat != "text" || s.RedisURL != "" || s.CORSOrigins != nil || s.WriteDelay != 0 {
 		t.Errorf("defaults: %+v", s)
 	}
 	if s.JWTSecret != " spaced secret " {
@@ -24,7 +24,7 @@ func TestParseServeDefaultsAndPrecedence(t *testing.T) {
 	}
 
 	s, err = parseServe(
-		[]string{"--slot", "from_flag", "--path", "/rt", "--lock-ttl", "30s", "--cors-origins", "https://a.example, https://b.example", "--log-format", "json", "--lock-renew"},
+		[]string{"--slot", "from_flag", "--path", "/rt", "--lock-ttl", "30s", "--cors-origins", "https://a.example, https://b.example", "--log-format", "json", "--lock-renew", "--write-delay", "20ms"},
 		[]string{"DATABASE_URL=postgres://x/db", "JWT_SECRET=s", "WALCAST_SLOT=from_env", "WALCAST_PUBLICATION=pub_env", "WALCAST_LOG_LEVEL=debug", "REDIS_URL=redis://127.0.0.1:6379"},
 		io.Discard)
 	if err != nil {
@@ -36,7 +36,7 @@ func TestParseServeDefaultsAndPrecedence(t *testing.T) {
 	if s.Publication != "pub_env" || s.LogLevel != slog.LevelDebug || s.RedisURL != "redis://127.0.0.1:6379" {
 		t.Errorf("environment not applied: %+v", s)
 	}
-	if s.Path != "/rt/" || s.LockTTL != 30*time.Second || s.LogFormat != "json" || !s.LockRenew ||
+	if s.Path != "/rt/" || s.LockTTL != 30*time.Second || s.LogFormat != "json" || !s.LockRenew || s.WriteDelay != 20*time.Millisecond ||
 		!slices.Equal(s.CORSOrigins, []string{"https://a.example", "https://b.example"}) {
 		t.Errorf("flags not applied: %+v", s)
 	}
@@ -68,6 +68,8 @@ func TestParseServeRefusals(t *testing.T) {
 		{"bad duration", []string{"--lock-ttl", "15"}, ok, "--lock-ttl"},
 		{"zero duration", nil, append(ok, "WALCAST_TOKEN_EXPIRY_WARNING=0s"), "--token-expiry-warning"},
 		{"bad boolean", []string{"--lock-renew=maybe"}, ok, "--lock-renew"},
+		{"negative write delay", []string{"--write-delay", "-1ms"}, ok, "--write-delay"},
+		{"write delay over a second", nil, append(ok, "WALCAST_WRITE_DELAY=2s"), "--write-delay (WALCAST_WRITE_DELAY): 2s is over 1s"},
 		{"bad boolean from env", nil, append(ok, "WALCAST_RECREATE_SLOT=sometimes"), "--recreate-slot"},
 		{"unknown redis adapter", []string{"--redis-adapter", "kafka"}, append(ok, "REDIS_URL=redis://127.0.0.1:6379"), `--redis-adapter (WALCAST_REDIS_ADAPTER): "kafka"`},
 		{"pubsub without redis", nil, append(ok, "WALCAST_REDIS_ADAPTER=pubsub"), "--redis-adapter (WALCAST_REDIS_ADAPTER) pubsub needs --redis-url"},

@@ -69,7 +69,8 @@ type server struct {
 // socketState is what walcast keeps per socket.
 type socketState struct {
 	id     *auth.Identity
-	lock   *locks.Session
+	caller locks.Caller
+	lock   *locks.Session // set by onConnect
 	timers []*time.Timer
 }
 
@@ -112,7 +113,7 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 
 	s := &server{cfg: cfg, log: log, verifier: verifier, router: router, stopping: make(chan struct{}), lockUpdates: make(chan locks.Update, 4096)}
 	hubCfg := broadcast.Config{
-		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: log, SIDPrefix: cfg.InstanceID + "."},
+		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: log, SIDPrefix: cfg.InstanceID + ".", WriteDelay: cfg.WriteDelay},
 		Logger:   log,
 	}
 	hubCfg.Recovery = recoveryConfig(cfg.RecoveryWindow)
@@ -170,7 +171,9 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (*server, e
 	s.locks, err = locks.NewService(store, locks.NotifierFunc(s.announceLock), locks.Config{
 		Renew:               cfg.LockRenew,
 		ReleaseOnDisconnect: cfg.LockReleaseOnDC,
-		Logger:              log,
+		// a client that may still recover its session keeps its locks
+		DisconnectGrace: cfg.RecoveryWindow,
+		Logger:          log,
 	})
 	if err != nil {
 		return nil, err
@@ -336,7 +339,7 @@ func (s *server) authenticate(sock *socketio.Socket) error {
 	if err != nil {
 		return &socketio.ConnectError{Message: auth.MsgInvalidToken}
 	}
-	sock.SetData(&socketState{id: id, lock: s.locks.Connect(sock.ID(), caller)})
+	sock.SetData(&socketState{id: id, caller: caller})
 	return nil
 }
 
@@ -459,6 +462,12 @@ func audienceRooms(id *auth.Identity) []string {
 
 func (s *server) onConnect(sock *socketio.Socket) {
 	st := stateOf(sock)
+	// Here, not in authenticate: a restored socket has its old id only
+	// after the middlewares, and it must find the lock session (and locks)
+	// its id had. A session resumed on another instance keeps this one's
+	// locks until it is gone everywhere (its stored recovery session).
+	st.lock = s.locks.Connect(sock.ID(), st.caller)
+	st.lock.SetPresence(sock.SessionTTL)
 	sock.Join(audienceRooms(st.id)...)
 	if s.hub.Server().Recovery() {
 		// A tab learns offsets only from broadcasts: give it one right away.

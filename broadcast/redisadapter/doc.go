@@ -29,8 +29,8 @@
 // instance that way, fenced and ordered with the transaction's events. Like the 0.3 Node adapter, each namespace also
 // subscribes to the pub/sub channels "socket.io#<nsp>#" and
 // "socket.io#<nsp>#<uid>#" that carry requests and responses (and through
-// which Node peers count servers with PUBSUB NUMSUB); walcast answers none of
-// those requests yet.
+// which Node peers count servers with PUBSUB NUMSUB); walcast answers
+// fetchSockets and acknowledged broadcasts there, not serverSideEmit.
 //
 // # Redis pub/sub, wire-compatible with @socket.io/redis-adapter 8.x
 //

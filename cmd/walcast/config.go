@@ -69,7 +69,7 @@ var serveSettings = []setting{
 	{"token-expiry-warning", "WALCAST_TOKEN_EXPIRY_WARNING", "how long before a token expires its socket gets auth:expiring"},
 	{"lock-ttl", "WALCAST_LOCK_TTL", "record lock lifetime"},
 	{"lock-renew", "WALCAST_LOCK_RENEW", "extend a connected holder's locks before they expire"},
-	{"lock-release-on-disconnect", "WALCAST_LOCK_RELEASE_ON_DISCONNECT", "release a socket's locks when it disconnects (after a grace period)"},
+	{"lock-release-on-disconnect", "WALCAST_LOCK_RELEASE_ON_DISCONNECT", "release a socket's locks once it has been gone for the recovery window (2m when recovery is off) without resuming its session on any instance"},
 	{"write-delay", "WALCAST_WRITE_DELAY", "how long an idle socket's writes wait for more events to leave in the same system call: less CPU per delivered event when each socket gets several events per interval, for up to this much added latency (0 to 1s; 0 writes at once)"},
 	{"instance-id", "WALCAST_INSTANCE_ID", "1-16 letters or digits naming this instance; session ids start with it and a dot, so a proxy can route a session's requests back (see deploy/nginx.conf; default: random per process)"},
 }

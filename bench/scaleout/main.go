@@ -4,6 +4,7 @@
 // redis-server's CPU per event.
 //
 //	go run ./bench/scaleout [-clients 500,1000] [-rate 50] [-duration 15s]
+//	go run ./bench/scaleout -rates 100,500,1000,2000,4000 -clients 100 -writers 8 [-instances 2] [-batch 1]
 //
 // It starts a throwaway PostgreSQL (internal/pgtest) with the example
 // schema and a redis-server (internal/redistest), builds `walcast` from this
@@ -24,6 +25,11 @@
 // instances; Redis CPU per event divides redis-server's CPU by the
 // transactions committed. All processes share the machine, so the figures
 // to compare are CPU per message, not throughput.
+//
+// With -rates it runs a rate ladder instead (ladder.go): the first client
+// count only, one or two instances for the whole ladder, each rung offering
+// a higher transaction rate, to find the rate one slot carries through
+// Redis and which process saturates first.
 package main
 
 import (
@@ -40,7 +46,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/walcast/walcast/bench/internal/authclient"
@@ -58,6 +63,16 @@ type options struct {
 	duration time.Duration
 	drain    time.Duration
 	idle     time.Duration
+	// The writer, both modes: connections, rows per transaction.
+	writers, batch int
+	// The ladder (-rates): offered transactions/s per rung, instances.
+	rates     []float64
+	instances int
+	// aof runs Redis with appendfsync always, as docker-compose.yml does.
+	aof bool
+	// noRedis runs the ladder's one instance without REDIS_URL: the
+	// reader's ceiling without the per-transaction append to Redis.
+	noRedis bool
 }
 
 func main() {
@@ -67,6 +82,12 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "how long each phase writes")
 	flag.DurationVar(&o.idle, "idle", 3*time.Second, "idle reference before each phase: same connections, nothing written")
 	flag.DurationVar(&o.drain, "drain", 15*time.Second, "how long a phase waits for the last deliveries")
+	flag.IntVar(&o.writers, "writers", 1, "writer connections committing concurrently (one connection offers at most 1/commit round trip transactions/s)")
+	flag.IntVar(&o.batch, "batch", 1, "rows (events) per transaction; 1 is the common case of single-row transactions")
+	rates := flag.String("rates", "", "rate ladder: comma-separated offered transactions/s, one rung each, with the first -clients count (e.g. 100,500,1000,2000,4000)")
+	flag.IntVar(&o.instances, "instances", 1, "ladder only: 1 (A reads the slot) or 2 (B stands by; clients split between them)")
+	flag.BoolVar(&o.noRedis, "no-redis", false, "ladder only, 1 instance: run walcast without REDIS_URL (in-process fan-out), for the reader's ceiling without Redis")
+	flag.BoolVar(&o.aof, "aof", false, "run redis-server with appendonly yes, appendfsync always (as docker-compose.yml) instead of in memory")
 	flag.Parse()
 	var err error
 	if o.clients, err = parseCounts(*counts); err != nil {
@@ -75,6 +96,27 @@ func main() {
 	}
 	if o.rate <= 0 || o.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "scaleout: -rate and -duration must be positive")
+		os.Exit(2)
+	}
+	if o.writers < 1 || o.batch < 1 {
+		fmt.Fprintln(os.Stderr, "scaleout: -writers and -batch must be at least 1")
+		os.Exit(2)
+	}
+	if *rates != "" {
+		if o.rates, err = parseRates(*rates); err != nil {
+			fmt.Fprintln(os.Stderr, "scaleout: -rates:", err)
+			os.Exit(2)
+		}
+		if o.instances != 1 && o.instances != 2 {
+			fmt.Fprintln(os.Stderr, "scaleout: -instances must be 1 or 2")
+			os.Exit(2)
+		}
+		if o.noRedis && o.instances != 1 {
+			fmt.Fprintln(os.Stderr, "scaleout: -no-redis runs one instance: instances share events only through Redis")
+			os.Exit(2)
+		}
+	} else if o.noRedis {
+		fmt.Fprintln(os.Stderr, "scaleout: -no-redis is for the ladder (-rates)")
 		os.Exit(2)
 	}
 	if err := run(context.Background(), o); err != nil {
@@ -131,7 +173,7 @@ func run(ctx context.Context, o options) error {
 	if err := pg.Exec(ctx, "bench", sql.GraceGiverSchema+`; INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'Bench', 'Donor')`); err != nil {
 		return fmt.Errorf("load schema: %w", err)
 	}
-	rs, err := redistest.Start(redistest.Options{})
+	rs, err := redistest.Start(redistest.Options{AppendOnly: o.aof})
 	if err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -146,7 +188,13 @@ func run(ctx context.Context, o options) error {
 	}
 
 	env := []string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret, "REDIS_URL=" + rs.URL(), "PATH=" + os.Getenv("PATH")}
-	a, err := startInstance(ctx, bin, env, "A")
+	envA := env
+	if o.noRedis {
+		// redis-server still runs (its CPU stays in the table, idle) so
+		// both ladders print the same columns.
+		envA = []string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret, "PATH=" + os.Getenv("PATH")}
+	}
+	a, err := startInstance(ctx, bin, envA, "A")
 	if err != nil {
 		return err
 	}
@@ -162,11 +210,14 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("sign token: %w", err)
 	}
-	w, err := pgx.Connect(ctx, dsn)
+	w, err := dialWriter(ctx, dsn, o.writers, o.batch)
 	if err != nil {
-		return fmt.Errorf("writer connect: %w", err)
+		return err
 	}
-	defer w.Close(context.Background())
+	defer w.close()
+	if len(o.rates) > 0 {
+		return runLadder(ctx, o, ladderEnv{bin: bin, env: env, dsn: dsn, tok: tok, rdb: rdb, redisPID: redisPID, a: a, w: w})
+	}
 
 	loadBefore := walcastproc.LoadAvg()
 	var results []phase
@@ -213,7 +264,7 @@ type phase struct {
 	uneven                           []string                   // instances whose clients did not get exactly every event
 }
 
-func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redis.Client, redisPID, c int, insts []*instance) (phase, error) {
+func runPhase(ctx context.Context, o options, w *writer, tok string, rdb *redis.Client, redisPID, c int, insts []*instance) (phase, error) {
 	ph := phase{clients: c, instances: len(insts)}
 	per := c / len(insts)
 	var pools []*authclient.Clients
@@ -276,10 +327,11 @@ func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redi
 	}
 	start := time.Now()
 
-	n, err := write(ctx, w, o.rate, o.duration)
+	wr, err := w.write(ctx, "sc", o.rate, o.duration)
 	if err != nil {
 		return ph, err
 	}
+	n := wr.rows(w.batch)
 	ph.events, ph.want = n, n*int64(c)
 	delivered := func() int64 {
 		var sum int64
@@ -321,25 +373,6 @@ func runPhase(ctx context.Context, o options, w *pgx.Conn, tok string, rdb *redi
 		}
 	}
 	return ph, nil
-}
-
-// write commits single-row INSERTs at rate for d and returns how many.
-func write(ctx context.Context, conn *pgx.Conn, rate float64, d time.Duration) (int64, error) {
-	const stmt = `INSERT INTO donations (member_id, amount, fund, notes) VALUES ('m-1', 10, 'bench', 'scaleout')`
-	total := int64(rate * d.Seconds())
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
-	for i := range total {
-		select {
-		case <-ctx.Done():
-			return i, ctx.Err()
-		case <-tick.C:
-		}
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			return i, fmt.Errorf("insert %d: %w", i, err)
-		}
-	}
-	return total, nil
 }
 
 // instance is one `walcast serve` process.

@@ -83,11 +83,17 @@ func (c *recoveryCluster) rawHandshake(t *testing.T) string {
 	}
 	// Close it (an Engine.IO close packet) so it does not linger until its
 	// ping timeout; a request with a sid does not move the round robin.
+	// Only the instance holding the session answers "ok" (any other says
+	// "Session ID unknown"), so this also checks nginx routed it back.
 	resp, err = hc.Post(c.ng.URL+"/socket.io/?EIO=4&transport=polling&sid="+open.SID, "text/plain;charset=UTF-8", strings.NewReader("1"))
 	if err != nil {
 		t.Fatalf("close raw session through nginx: %v", err)
 	}
+	body, err = io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		t.Fatalf("session %s: its close through nginx got %d %q %v, want 200 \"ok\" from the instance holding it", open.SID, resp.StatusCode, body, err)
+	}
 	return instanceOfSID(open.SID)
 }
 
@@ -109,9 +115,8 @@ func (c *recoveryCluster) steerTo(t *testing.T, id string) {
 // nginxAway is what recovery-nginx.mjs prints.
 type nginxAway struct {
 	awayResult
+	reconnectStats
 	Reason, SIDBefore, SIDAfter, TransportAfter string
-	CommittedBeforeReconnect                    *bool
-	Connects                                    int
 	Before                                      []string
 }
 
@@ -154,9 +159,46 @@ func (c *recoveryCluster) away(t *testing.T, o nginxAwayOpts) nginxAway {
 	if o.mode == "cut" {
 		writeTestFile(t, dir, "go")
 	}
+	var got nginxAway
+	commitWhileAway(t, c.dsn, dir, o.names, res, &got)
+	if got.SIDBefore != st.SID {
+		t.Fatalf("sid before %q, but the ready file said %q", got.SIDBefore, st.SID)
+	}
+	if len(got.Before) != 0 {
+		t.Fatalf("events before the connection was lost: %v, want none", got.Before)
+	}
+	got.reconnectStats.check(t)
+	return got
+}
+
+// reconnectStats are what the self-reconnecting scenarios
+// (recovery-nginx.mjs, recovery-quiet.mjs) report about the reconnection.
+type reconnectStats struct {
+	CommittedBeforeReconnect *bool
+	Connects                 int
+}
+
+// check: the changes meant to be missed were committed before the client
+// even tried to come back (its delay is seconds, the commits take
+// milliseconds), and it came back exactly once.
+func (r reconnectStats) check(t *testing.T) {
+	t.Helper()
+	if r.CommittedBeforeReconnect == nil || !*r.CommittedBeforeReconnect {
+		t.Fatalf("the client tried to reconnect before the changes were committed (committedBeforeReconnect %v): the away period was too short", r.CommittedBeforeReconnect)
+	}
+	if r.Connects != 2 {
+		t.Fatalf("%d connects, want 2 (the first and the one reconnection)", r.Connects)
+	}
+}
+
+// commitWhileAway waits until the client in dir is away, commits the
+// settings changes names (the ones it is to miss), tells the client they
+// are committed, and decodes the client's result into v.
+func commitWhileAway(t *testing.T, dsn, dir string, names []string, res chan sioclient.Result, v any) {
+	t.Helper()
 	waitClientFile(t, dir, "away", res)
-	for _, name := range o.names {
-		execSQLT(t, c.dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
+	for _, name := range names {
+		execSQLT(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
 	}
 	writeTestFile(t, dir, "committed")
 	r := <-res
@@ -164,27 +206,10 @@ func (c *recoveryCluster) away(t *testing.T, o nginxAwayOpts) nginxAway {
 		t.Fatalf("client: %v\nstderr: %s", r.Err, r.Stderr)
 	}
 	final, _ := r.Final()
-	var got nginxAway
-	if err := json.Unmarshal(final.Raw, &got); err != nil {
+	if err := json.Unmarshal(final.Raw, v); err != nil {
 		t.Fatalf("decode %s: %v", final.Raw, err)
 	}
 	t.Logf("client: %s", final.Raw)
-	if got.SIDBefore != st.SID {
-		t.Fatalf("sid before %q, but the ready file said %q", got.SIDBefore, st.SID)
-	}
-	if len(got.Before) != 0 {
-		t.Fatalf("events before the connection was lost: %v, want none", got.Before)
-	}
-	// The changes are meant to be missed: committed before the client
-	// even tried to come back (its delay is seconds, the commits take
-	// milliseconds).
-	if got.CommittedBeforeReconnect == nil || !*got.CommittedBeforeReconnect {
-		t.Fatalf("the client tried to reconnect before the changes were committed (committedBeforeReconnect %v): the away period was too short", got.CommittedBeforeReconnect)
-	}
-	if got.Connects != 2 {
-		t.Fatalf("%d connects, want 2 (the first and the one reconnection)", got.Connects)
-	}
-	return got
 }
 
 // waitClientFile waits for a file the client writes in dir and returns its

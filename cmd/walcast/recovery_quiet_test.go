@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
@@ -32,14 +31,13 @@ const (
 // quietResult is what recovery-quiet.mjs prints.
 type quietResult struct {
 	awayResult
+	reconnectStats
 	Reason, FirstOffset, LastOffset string
 	Ticks                           []struct {
 		MS     int
 		Offset string
 	}
-	Quiet                    []string
-	CommittedBeforeReconnect *bool
-	Connects                 int
+	Quiet []string
 }
 
 // TestRecoveryQuiet: a client that gets no event for 40 s, then drops and
@@ -82,30 +80,12 @@ func TestRecoveryQuiet(t *testing.T) {
 				}
 				res <- sioclient.Run(context.Background(), "scenarios/recovery-quiet.mjs", sioclient.Options{URL: a.URL, Timeout: 150 * time.Second, Env: env})
 			}()
-			waitClientFile(t, dir, "away", res)
-			for _, name := range names {
-				execSQLT(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
-			}
-			writeTestFile(t, dir, "committed")
-			r := <-res
-			if r.Err != nil {
-				t.Fatalf("client: %v\nstderr: %s", r.Err, r.Stderr)
-			}
-			final, _ := r.Final()
 			var got quietResult
-			if err := json.Unmarshal(final.Raw, &got); err != nil {
-				t.Fatalf("decode %s: %v", final.Raw, err)
-			}
-			t.Logf("client: %s", final.Raw)
+			commitWhileAway(t, dsn, dir, names, res, &got)
 			if len(got.Quiet) != 0 {
 				t.Fatalf("events while quiet: %v, want none", got.Quiet)
 			}
-			if got.CommittedBeforeReconnect == nil || !*got.CommittedBeforeReconnect {
-				t.Fatalf("the client tried to reconnect before the changes were committed (committedBeforeReconnect %v)", got.CommittedBeforeReconnect)
-			}
-			if got.Connects != 2 {
-				t.Fatalf("%d connects, want 2 (the first and the one reconnection)", got.Connects)
-			}
+			got.reconnectStats.check(t)
 			if tc.forget {
 				if got.Recovered || got.SameID {
 					t.Fatalf("presenting the connect offset after %s: recovered=%v sameId=%v, want both false: the window does not age it out, so this test cannot tell whether the periodic offset matters", quietFor+quietAway, got.Recovered, got.SameID)

@@ -3,6 +3,8 @@
 // node:assert, prints JSON lines on stdout (the Go driver decodes them) and
 // exits non-zero on the first failed assertion.
 
+import { existsSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { io } from "socket.io-client";
 
 export { io };
@@ -196,4 +198,62 @@ export function main(name, fn) {
       out({ kind: "fail", scenario: name, error: String((err && err.stack) || err) });
       process.exit(1);
     });
+}
+
+// --- Clients that reconnect by themselves (recovery-nginx, recovery-quiet).
+// They exchange files with the Go test in a directory: each side polls for
+// the other's files by name.
+
+// signalFile writes a file for the Go test whole (it polls and reads as soon
+// as the name exists): write under another name, then rename.
+export function signalFile(dir, name, content) {
+  writeFileSync(join(dir, "." + name), content);
+  renameSync(join(dir, "." + name), join(dir, name));
+}
+
+// waitFile polls for a file the Go test writes in dir.
+export async function waitFile(dir, name, ms) {
+  const deadline = Date.now() + ms;
+  while (!existsSync(join(dir, name))) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for the test's "${name}" file`);
+    await sleep(20);
+  }
+}
+
+// reconnectingClient connects with the client library's own reconnection
+// after exactly delayMs (no randomization), so the test knows how long the
+// client stays away; the library then sends its pid and last offset in the
+// CONNECT auth by itself. stats.connects counts connects;
+// stats.committedBeforeReconnect is whether the test's "committed" file
+// existed at the first reconnection attempt (null before one): the changes
+// meant to be missed must be committed before the client tries to come back.
+export function reconnectingClient({ dir, token, transports = ["websocket"], delayMs }) {
+  const socket = io(url, {
+    path, forceNew: true, transports, auth: { token },
+    reconnection: true, reconnectionDelay: delayMs, reconnectionDelayMax: delayMs, randomizationFactor: 0,
+  });
+  const stats = { connects: 0, committedBeforeReconnect: null };
+  socket.on("connect", () => stats.connects++);
+  socket.io.on("reconnect_attempt", () => {
+    if (stats.committedBeforeReconnect === null) stats.committedBeforeReconnect = existsSync(join(dir, "committed"));
+  });
+  return { socket, stats };
+}
+
+// connectedWithOffset waits for the socket's first connect and for it to
+// hold an offset: the walcast:offset sent at connect, unless a broadcast
+// brought one first.
+export async function connectedWithOffset(socket, ms = 20000) {
+  await once(socket, "connect", ms);
+  if (!socket._lastOffset) await once(socket, "walcast:offset", ms);
+}
+
+// waitMissed waits, up to 30 s, until events ({ev, args} received since
+// the reconnection) holds RECOVERY_COUNT events named RECOVERY_EVENT, then
+// 500 ms more, so duplicates would show.
+export async function waitMissed(events) {
+  const want = process.env.RECOVERY_EVENT, count = Number(process.env.RECOVERY_COUNT || 0);
+  const deadline = Date.now() + 30000;
+  while (want && events.filter((e) => e.ev === want).length < count && Date.now() < deadline) await sleep(50);
+  await sleep(500);
 }

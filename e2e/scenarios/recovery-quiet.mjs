@@ -23,28 +23,15 @@
 // walcast:offset events after the one at connect ({ms after it, offset}),
 // quiet the other events received while quiet (there should be none).
 import assert from "node:assert/strict";
-import { existsSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { io, url, path, main, once, sleep } from "./lib.mjs";
+import { main, once, sleep, reconnectingClient, connectedWithOffset, signalFile, waitMissed } from "./lib.mjs";
 
 const dir = process.env.RECOVERY_DIR;
 const delay = Number(process.env.RECOVERY_DELAY_MS || 3000);
 const quietMs = Number(process.env.RECOVERY_QUIET_MS || 40000);
 
-
-// signal writes a file for the Go test whole (it polls and reads as soon as
-// the name exists): write under another name, then rename.
-function signal(name, content) {
-  writeFileSync(join(dir, "." + name), content);
-  renameSync(join(dir, "." + name), join(dir, name));
-}
-
 main("recovery-quiet", async () => {
   assert.ok(dir, "RECOVERY_DIR is set");
-  const s = io(url, {
-    path, forceNew: true, transports: ["websocket"], auth: { token: process.env.RECOVERY_TOKEN },
-    reconnection: true, reconnectionDelay: delay, reconnectionDelayMax: delay, randomizationFactor: 0,
-  });
+  const { socket: s, stats } = reconnectingClient({ dir, token: process.env.RECOVERY_TOKEN, delayMs: delay });
   let phase = "connecting", t0 = 0;
   const ticks = [], quiet = [], after = [];
   s.onAny((ev, ...args) => {
@@ -52,15 +39,8 @@ main("recovery-quiet", async () => {
     else if (phase === "quiet") quiet.push(ev);
     else if (phase === "after" && ev !== "walcast:offset") after.push({ ev, args });
   });
-  let connects = 0;
-  s.on("connect", () => connects++);
-  let committedBeforeReconnect = null;
-  s.io.on("reconnect_attempt", () => {
-    if (committedBeforeReconnect === null) committedBeforeReconnect = existsSync(join(dir, "committed"));
-  });
 
-  await once(s, "connect", 20000);
-  if (!s._lastOffset) await once(s, "walcast:offset", 20000);
+  await connectedWithOffset(s);
   const id = s.id, firstOffset = s._lastOffset;
   assert.equal(typeof s._pid, "string", "CONNECT carried a pid");
   assert.equal(typeof firstOffset, "string", "walcast:offset at connect carried an offset");
@@ -75,16 +55,14 @@ main("recovery-quiet", async () => {
   s.io.engine.close(); // the Manager sees a transport close and reconnects after delay
   const [reason] = await gone;
   phase = "after";
-  signal("away", reason);
+  signalFile(dir, "away", reason);
 
   await once(s, "connect", 30000);
-  const want = process.env.RECOVERY_EVENT, count = Number(process.env.RECOVERY_COUNT || 0);
-  const deadline = Date.now() + 30000;
-  while (want && after.filter((e) => e.ev === want).length < count && Date.now() < deadline) await sleep(50);
-  await sleep(500);
+  await waitMissed(after);
   const result = {
     reason, recovered: s.recovered, sameId: s.id === id, firstOffset, lastOffset, ticks, quiet,
-    committedBeforeReconnect, connects, names: after.map((e) => e.ev), payloads: after.map((e) => e.args[0]),
+    committedBeforeReconnect: stats.committedBeforeReconnect, connects: stats.connects,
+    names: after.map((e) => e.ev), payloads: after.map((e) => e.args[0]),
   };
   s.close();
   return result;

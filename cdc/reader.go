@@ -42,6 +42,29 @@ type Consumer interface {
 	Commit(ctx context.Context, tx TxInfo) error
 }
 
+// GroupCommitter is a Consumer whose Commit costs a round trip (an append
+// to a remote store) and which can make several transactions durable in one.
+// When committed transactions are already decoded behind the one at hand,
+// the reader calls CommitDeferred for each instead of Commit and then Flush
+// once; it accepts (may confirm to PostgreSQL) all of them only after Flush
+// returned nil, in order. Nothing waits for more transactions to arrive: a
+// lone transaction is CommitDeferred then Flush at once. Deferred
+// transactions that are never flushed (an error, or the session ended) are
+// delivered again, so the consumer drops what it deferred when
+// CommitDeferred or Flush fails and when Reset is called.
+type GroupCommitter interface {
+	Consumer
+	CommitDeferred(ctx context.Context, tx TxInfo) error
+	Flush(ctx context.Context) error
+	// Reset drops deferred, unflushed transactions: the reader calls it
+	// when a replication session ends with some.
+	Reset()
+}
+
+// maxGroup bounds the transactions made durable by one Flush, so one
+// remote call stays a bounded size.
+const maxGroup = 256
+
 // State is the reader's role for health checks.
 type State int32
 
@@ -676,14 +699,45 @@ func (rc *receiver) take() ([]Message, error) {
 }
 
 // deliver calls the consumer for each message of each batch, in order,
-// and returns the emptied batches.
-func (r *Reader) deliver(ctx context.Context, c Consumer, h *handoff) error {
+// and returns the emptied batches. A GroupCommitter gets the transactions
+// committed in a row, as long as their messages are already here, made
+// durable by one Flush.
+func (r *Reader) deliver(ctx context.Context, c Consumer, h *handoff) (err error) {
+	gc, _ := c.(GroupCommitter)
+	var deferred []TxInfo // committed with CommitDeferred, not yet flushed
+	if gc != nil {
+		defer func() {
+			if len(deferred) > 0 {
+				gc.Reset()
+			}
+		}()
+	}
+	flush := func() error {
+		if err := gc.Flush(ctx); err != nil {
+			first, last := deferred[0], deferred[len(deferred)-1]
+			return fmt.Errorf("consumer flush of %d transactions (commit %s to %s): %w", len(deferred), first.CommitLSN, last.CommitLSN, err)
+		}
+		now := time.Now()
+		for _, tx := range deferred {
+			r.acks.accept(tx.EndLSN, now)
+		}
+		deferred = deferred[:0]
+		return nil
+	}
+	var next []Message // a batch taken early, to see whether it ends a transaction
 	for {
-		var batch []Message
-		select {
-		case <-ctx.Done():
-			return nil
-		case batch = <-h.full:
+		batch := next
+		next = nil
+		if batch == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case batch = <-h.full:
+			}
+		}
+		lastCommit := -1
+		if gc != nil {
+			lastCommit = lastCommitIn(batch)
 		}
 		for i := range batch {
 			msg := &batch[i]
@@ -694,8 +748,34 @@ func (r *Reader) deliver(ctx context.Context, c Consumer, h *handoff) error {
 			case MsgChange:
 				err = c.Change(ctx, msg.Change)
 			case MsgCommit:
-				if err = c.Commit(ctx, msg.Tx); err == nil {
-					r.acks.accept(msg.Tx.EndLSN, time.Now())
+				if gc == nil {
+					if err = c.Commit(ctx, msg.Tx); err == nil {
+						r.acks.accept(msg.Tx.EndLSN, time.Now())
+					}
+					break
+				}
+				if err = gc.CommitDeferred(ctx, msg.Tx); err != nil {
+					break
+				}
+				deferred = append(deferred, msg.Tx)
+				due := len(deferred) >= maxGroup
+				if !due && i == lastCommit {
+					// The group goes on into the next batch only if that
+					// one is already here and commits something: a batch of
+					// a bulk transaction's rows must not hold it back.
+					select {
+					case next = <-h.full:
+					default:
+					}
+					due = lastCommitIn(next) < 0
+				}
+				if due {
+					if err := flush(); err != nil {
+						if ctx.Err() != nil {
+							return nil
+						}
+						return err
+					}
 				}
 			}
 			if err != nil {
@@ -709,6 +789,16 @@ func (r *Reader) deliver(ctx context.Context, c Consumer, h *handoff) error {
 		clear(batch)
 		h.free <- batch[:0]
 	}
+}
+
+// lastCommitIn is the index of batch's last commit, -1 when there is none.
+func lastCommitIn(batch []Message) int {
+	for i := len(batch) - 1; i >= 0; i-- {
+		if batch[i].Kind == MsgCommit {
+			return i
+		}
+	}
+	return -1
 }
 
 // statusInterval is StatusInterval, shortened to a third of the server's

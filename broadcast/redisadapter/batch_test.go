@@ -90,3 +90,52 @@ func TestStreamsPublishBatchFencesWholeTransactions(t *testing.T) {
 		t.Error("a batch without a mark key was accepted")
 	}
 }
+
+// Several transactions in one call are fenced one by one: after a crash a
+// reader may group transactions already published with new ones, and only
+// the new ones are appended, in order, with the mark at the last.
+func TestStreamsPublishBatchesFencesEachTransaction(t *testing.T) {
+	_, rc := startRedis(t)
+	srv, addr := startServer(t, newStreams(t, rc, StreamsOptions{}).NewAdapter)
+	c := connectGo(t, "c", addr)
+	waitRoom(t, srv, "", 1)
+	a := srv.Sockets().Adapter().(*StreamsAdapter)
+	ctx := context.Background()
+	tx := func(lsn uint64, names ...string) FencedBatch {
+		b := FencedBatch{Position: Position{LSN: lsn}}
+		for _, n := range names {
+			b.Items = append(b.Items, BatchItem{Packet: event(n)})
+		}
+		return b
+	}
+	got, err := a.PublishBatches(ctx, []FencedBatch{tx(0x100, "a1", "a2"), tx(0x200, "b1")}, "mark")
+	if err != nil || !slices.Equal(got, []bool{true, true}) {
+		t.Fatalf("first group: %v, %v", got, err)
+	}
+	// Replayed: 0x100 and 0x200 again (0x200 with another number of
+	// events), then two new ones, one of them without events.
+	got, err = a.PublishBatches(ctx, []FencedBatch{tx(0x100, "a1", "a2"), tx(0x200, "b1", "b2"), tx(0x300), tx(0x400, "d1")}, "mark")
+	if err != nil || !slices.Equal(got, []bool{false, false, true, true}) {
+		t.Fatalf("replayed group: %v, %v", got, err)
+	}
+	if err := srv.Sockets().Emit("end"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.eventsUntil(t, "end"), []string{"a1", "a2", "b1", "d1"}; !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want %v", got, want)
+	}
+	if mark, ok, err := ReadMark(ctx, rc, "mark"); err != nil || !ok || mark != (Position{0x400, 0}) {
+		t.Errorf("mark = %v %v %v, want 400/0", mark, ok, err)
+	}
+	// All fenced: nothing appended, the mark stays.
+	if got, err := a.PublishBatches(ctx, []FencedBatch{tx(0x300), tx(0x400, "d1")}, "mark"); err != nil || !slices.Equal(got, []bool{false, false}) {
+		t.Errorf("fully fenced group: %v, %v", got, err)
+	}
+	if n := rc.XLen(ctx, "socket.io").Val(); n != 5 {
+		t.Errorf("stream holds %d entries, want 5 (a1 a2 b1 d1 end)", n)
+	}
+	// Positions must rise: a group out of order is refused before Redis.
+	if _, err := a.PublishBatches(ctx, []FencedBatch{tx(0x600, "x"), tx(0x500, "y")}, "mark"); err == nil {
+		t.Error("a group whose positions go down was accepted")
+	}
+}

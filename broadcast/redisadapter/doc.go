@@ -21,7 +21,9 @@
 // step; the entry then carries the extra field "walcast-pos" (Node adapters
 // ignore unknown fields). PublishBatch fences a whole transaction in one
 // script: all its entries (positions LSN/0, LSN/1, ...) or none, the mark then
-// at the last; walcast keeps that mark at "walcast:mark:<slot>" and reads it
+// at the last (PublishBatches does the same for several transactions in one
+// call, fencing each on its own, so a reader that fell behind appends what it
+// has read in one round trip); walcast keeps that mark at "walcast:mark:<slot>" and reads it
 // back (ReadMark) to resume replication after it. A batch item with
 // Disconnect is a disconnectSockets entry (type 6, data
 // {"opts":{"rooms":[...],"except":[...],"flags":{}},"close":false}, as the

@@ -393,39 +393,64 @@ type BatchItem struct {
 	Disconnect bool
 }
 
-// publishBatchScript appends a whole batch (one committed transaction's
-// events) or nothing: only if the batch's first position is above the mark,
-// and then raises the mark to its last position, all in one atomic step. A
-// batch cut in two by a crash between two appends could otherwise be
-// half-published by one reader and wholly by the next, and a new reader's
-// events for the same transaction may differ in number from the old one's
-// (the router's noise suppression is per process), so per-event fencing
-// would misalign; per-transaction fencing cannot.
+// publishBatchScript appends batches (each one committed transaction's
+// events), each whole or not at all: a batch is appended only if its first
+// position is above the mark, which is then raised to its last position,
+// all in one atomic step. A batch cut in two by a crash between two appends
+// could otherwise be half-published by one reader and wholly by the next,
+// and a new reader's events for the same transaction may differ in number
+// from the old one's (the router's noise suppression is per process), so
+// per-event fencing would misalign; per-transaction fencing cannot. Several
+// batches in one call are fenced one by one, in order, as if each had its
+// own call: a reader that re-sends transactions after a crash may group
+// already-published ones with new ones.
 //
 // KEYS[1] stream, KEYS[2] mark
-// ARGV[1] window in ms, ARGV[2] first position, ARGV[3] last position,
-// ARGV[4] uid, then per entry: nsp, type, data, position.
+// ARGV[1] window in ms, ARGV[2] uid, then per batch: first position, last
+// position, entry count, then per entry: nsp, type, data, position.
+// Returns one 1 (appended) or 0 (fenced) per batch.
 var publishBatchScript = redis.NewScript(`
 local mark = redis.call('GET', KEYS[2])
-if mark and mark >= ARGV[2] then
-  return 0
-end
 local t = redis.call('TIME')
-local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[1])
-local first = true
-for i = 5, #ARGV, 4 do
-  if first then
-    redis.call('XADD', KEYS[1], 'MINID', '~', string.format('%d', minid), '*',
-      'uid', ARGV[4], 'nsp', ARGV[i], 'type', ARGV[i + 1], 'data', ARGV[i + 2], '` + PositionField + `', ARGV[i + 3])
-    first = false
+local minid = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[1]))
+local trimmed = false
+local moved = false
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local first, last, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  if mark and mark >= first then
+    out[#out + 1] = 0
   else
-    redis.call('XADD', KEYS[1], '*',
-      'uid', ARGV[4], 'nsp', ARGV[i], 'type', ARGV[i + 1], 'data', ARGV[i + 2], '` + PositionField + `', ARGV[i + 3])
+    for e = i, i + 4 * (n - 1), 4 do
+      if trimmed then
+        redis.call('XADD', KEYS[1], '*',
+          'uid', ARGV[2], 'nsp', ARGV[e], 'type', ARGV[e + 1], 'data', ARGV[e + 2], '` + PositionField + `', ARGV[e + 3])
+      else
+        redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*',
+          'uid', ARGV[2], 'nsp', ARGV[e], 'type', ARGV[e + 1], 'data', ARGV[e + 2], '` + PositionField + `', ARGV[e + 3])
+        trimmed = true
+      end
+    end
+    mark = last
+    moved = true
+    out[#out + 1] = 1
   end
+  i = i + 4 * n
 end
-redis.call('SET', KEYS[2], ARGV[3])
-return 1
+if moved then
+  redis.call('SET', KEYS[2], mark)
+end
+return out
 `)
+
+// FencedBatch is one transaction's entries for PublishBatches: entry i
+// carries position {Position.LSN, Position.Index + i}.
+type FencedBatch struct {
+	Items    []BatchItem
+	Position Position
+}
 
 // PublishBatch appends items to the stream as one fenced unit: all of them,
 // only if fence.Position is above the mark at fence.MarkKey, or none. Entry
@@ -437,38 +462,69 @@ return 1
 // above it. Entries are read back and delivered like any other broadcast,
 // here and on every peer; Node peers ignore the extra field.
 func (a *StreamsAdapter) PublishBatch(ctx context.Context, items []BatchItem, fence Fence) (appended bool, err error) {
-	if fence.MarkKey == "" {
-		return false, errors.New("publish batch: empty mark key")
+	got, err := a.PublishBatches(ctx, []FencedBatch{{Items: items, Position: fence.Position}}, fence.MarkKey)
+	if err != nil {
+		return false, err
 	}
-	if uint64(fence.Position.Index)+uint64(max(len(items), 1))-1 > uint64(^uint32(0)) {
-		return false, fmt.Errorf("publish batch: %d items overflow the position index", len(items))
+	return got[0], nil
+}
+
+// PublishBatches publishes several transactions' batches, in order, in one
+// Redis call, each fenced as PublishBatch fences it alone (so a transaction
+// already published is skipped while the ones after it are appended).
+// appended[i] says whether batches[i] was appended. Positions must rise from
+// one batch to the next.
+func (a *StreamsAdapter) PublishBatches(ctx context.Context, batches []FencedBatch, markKey string) (appended []bool, err error) {
+	if markKey == "" {
+		return nil, errors.New("publish batch: empty mark key")
+	}
+	if len(batches) == 0 {
+		return nil, nil
 	}
 	s := a.streams
-	first := fence.Position
-	last := Position{LSN: first.LSN, Index: first.Index + uint32(max(len(items), 1)) - 1}
-	args := make([]any, 0, 4+4*len(items))
-	args = append(args, strconv.FormatInt(s.opts.Window.Milliseconds(), 10), first.String(), last.String(), s.uid)
-	for i, it := range items {
-		typ, data := typeBroadcast, ""
-		if it.Disconnect {
-			typ, data = typeDisconnect, encodeDisconnectData(it.Opts, false)
-		} else {
-			if it.Packet == nil {
-				return false, fmt.Errorf("encode broadcast %d of batch at %s: no packet", i, first)
-			}
-			q := *it.Packet
-			q.Namespace = a.ns.Name()
-			if data, err = encodeClusterData(&q, it.Opts); err != nil {
-				return false, fmt.Errorf("encode broadcast %d of batch at %s: %w", i, first, err)
-			}
+	args := make([]any, 0, 2+8*len(batches))
+	args = append(args, strconv.FormatInt(s.opts.Window.Milliseconds(), 10), s.uid)
+	var prev Position
+	for bi, b := range batches {
+		if uint64(b.Position.Index)+uint64(max(len(b.Items), 1))-1 > uint64(^uint32(0)) {
+			return nil, fmt.Errorf("publish batch: %d items overflow the position index", len(b.Items))
 		}
-		args = append(args, a.ns.Name(), strconv.Itoa(typ), data, Position{LSN: first.LSN, Index: first.Index + uint32(i)}.String())
+		first := b.Position
+		last := Position{LSN: first.LSN, Index: first.Index + uint32(max(len(b.Items), 1)) - 1}
+		if bi > 0 && first.String() <= prev.String() {
+			return nil, fmt.Errorf("publish batches: batch %d at %s does not follow %s", bi, first, prev)
+		}
+		prev = last
+		args = append(args, first.String(), last.String(), strconv.Itoa(len(b.Items)))
+		for i, it := range b.Items {
+			typ, data := typeBroadcast, ""
+			if it.Disconnect {
+				typ, data = typeDisconnect, encodeDisconnectData(it.Opts, false)
+			} else {
+				if it.Packet == nil {
+					return nil, fmt.Errorf("encode broadcast %d of batch at %s: no packet", i, first)
+				}
+				q := *it.Packet
+				q.Namespace = a.ns.Name()
+				if data, err = encodeClusterData(&q, it.Opts); err != nil {
+					return nil, fmt.Errorf("encode broadcast %d of batch at %s: %w", i, first, err)
+				}
+			}
+			args = append(args, a.ns.Name(), strconv.Itoa(typ), data, Position{LSN: first.LSN, Index: first.Index + uint32(i)}.String())
+		}
 	}
-	n, err := publishBatchScript.Run(ctx, s.client, []string{s.opts.StreamName, fence.MarkKey}, args...).Int()
+	res, err := publishBatchScript.Run(ctx, s.client, []string{s.opts.StreamName, markKey}, args...).Int64Slice()
 	if err != nil {
-		return false, fmt.Errorf("append batch at %s to stream %q: %w", first, s.opts.StreamName, err)
+		return nil, fmt.Errorf("append %d batches from %s to stream %q: %w", len(batches), batches[0].Position, s.opts.StreamName, err)
 	}
-	return n == 1, nil
+	if len(res) != len(batches) {
+		return nil, fmt.Errorf("append batches: script answered %d results for %d batches", len(res), len(batches))
+	}
+	appended = make([]bool, len(res))
+	for i, r := range res {
+		appended[i] = r == 1
+	}
+	return appended, nil
 }
 
 // ReadMark returns the high-water mark stored at key; ok is false when there

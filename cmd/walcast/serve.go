@@ -227,7 +227,12 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	announced := make(chan struct{})
 	go func() { s.sendLockUpdates(); close(announced) }()
 	readerErr := make(chan error, 1)
-	wg.Go(func() { readerErr <- s.reader.Run(readerCtx, &changeConsumer{s: s}) })
+	var consumer cdc.Consumer = &changeConsumer{s: s}
+	if s.streams != nil {
+		// Several transactions already read make one Redis call.
+		consumer = &fencedConsumer{changeConsumer{s: s}, nil, nil}
+	}
+	wg.Go(func() { readerErr <- s.reader.Run(readerCtx, consumer) })
 	locksCtx, stopLocks := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLocks()
 	wg.Go(func() {
@@ -633,11 +638,8 @@ func (c *changeConsumer) Commit(ctx context.Context, tx cdc.TxInfo) error {
 	c.open = false
 	b := c.s.router.Commit(tx)
 	var err error
+	// (With the Redis stream, fencedConsumer commits instead.)
 	switch {
-	case c.s.streams != nil:
-		// Revocations ride in the same fenced batch as the events: every
-		// instance applies them, once, in order with the events.
-		err = c.publishFenced(ctx, tx, b.Emits, b.Users)
 	case c.s.pubsub != nil:
 		if err = c.emitLocal(ctx, tx, b.Emits); err == nil {
 			err = c.requestRevocations(ctx, tx, b.Users)
@@ -738,14 +740,87 @@ func (c *changeConsumer) emitLocal(ctx context.Context, tx cdc.TxInfo, emits []r
 // not each event's index: a new reader's router (its noise suppression is
 // per process) may produce a different list of events for the same
 // transaction. A fenced transaction counts as accepted.
-func (c *changeConsumer) publishFenced(ctx context.Context, tx cdc.TxInfo, emits []route.Emit, users []route.UserChange) error {
-	items := make([]redisadapter.BatchItem, 0, len(emits)+len(users))
+// fencedConsumer publishes to the Redis stream: each transaction's events
+// (and its revocation disconnects) as one fenced batch, and the
+// transactions the reader has already read behind one another in one Redis
+// call (cdc.GroupCommitter), each still fenced on its own.
+type fencedConsumer struct {
+	changeConsumer
+	pending []redisadapter.FencedBatch
+	revoked []any // revocations among pending, for the log
+}
+
+func (c *fencedConsumer) Commit(ctx context.Context, tx cdc.TxInfo) error {
+	if err := c.CommitDeferred(ctx, tx); err != nil {
+		return err
+	}
+	return c.Flush(ctx)
+}
+
+// CommitDeferred routes tx and keeps its batch for Flush.
+func (c *fencedConsumer) CommitDeferred(_ context.Context, tx cdc.TxInfo) error {
+	c.open = false
+	b := c.s.router.Commit(tx)
+	items, revoked, err := fencedItems(tx, b.Emits, b.Users)
+	if err != nil {
+		c.Reset()
+		return err
+	}
+	if len(items) == 0 {
+		return nil // nothing to publish; the mark need not move for it
+	}
+	c.pending = append(c.pending, redisadapter.FencedBatch{Items: items, Position: redisadapter.Position{LSN: uint64(tx.EndLSN)}})
+	c.revoked = append(c.revoked, revoked...)
+	return nil
+}
+
+// Flush appends every pending batch in one script call.
+func (c *fencedConsumer) Flush(ctx context.Context) error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	a, ok := c.s.ns.Adapter().(*redisadapter.StreamsAdapter)
+	if !ok {
+		c.Reset()
+		return fmt.Errorf("publish transactions: namespace adapter is %T, not the Redis stream", c.s.ns.Adapter())
+	}
+	appended, err := a.PublishBatches(ctx, c.pending, c.s.markKey)
+	if err != nil {
+		n, first, last := len(c.pending), c.pending[0].Position, c.pending[len(c.pending)-1].Position
+		c.Reset()
+		return fmt.Errorf("publish %d transactions (end %s to %s): %w", n, first, last, err)
+	}
+	for i, ok := range appended {
+		if !ok {
+			c.s.log.Debug("transaction already published: skipped", "end_lsn", c.pending[i].Position)
+		}
+	}
+	if len(c.revoked) > 0 {
+		c.s.log.Info("revoking sockets on every instance", "users", c.revoked)
+	}
+	clear(c.pending)
+	c.pending, c.revoked = c.pending[:0], nil
+	return nil
+}
+
+// Reset drops what was not flushed: those transactions come again, and a
+// router that remembered their rows would take them for unchanged.
+func (c *fencedConsumer) Reset() {
+	clear(c.pending)
+	c.pending, c.revoked = c.pending[:0], nil
+	c.forget()
+}
+
+// fencedItems turns one transaction's emits and account changes into the
+// entries of its fenced batch.
+func fencedItems(tx cdc.TxInfo, emits []route.Emit, users []route.UserChange) (items []redisadapter.BatchItem, revoked []any, err error) {
+	items = make([]redisadapter.BatchItem, 0, len(emits)+len(users))
 	for _, e := range emits {
 		if !e.All && len(e.Rooms) == 0 {
 			continue // nobody is in the audience of this row
 		}
 		if len(e.Payload) != 0 && !json.Valid(e.Payload) {
-			return fmt.Errorf("emit %s for %s at %s: invalid JSON payload", e.Event, e.Table, tx.CommitLSN)
+			return nil, nil, fmt.Errorf("emit %s for %s at %s: invalid JSON payload", e.Event, e.Table, tx.CommitLSN)
 		}
 		p := &parser.Packet{Type: parser.Event, Namespace: "/", ID: parser.NoID, Name: e.Event,
 			Args: []json.RawMessage{parser.AppendJSONString(nil, e.Event)}}
@@ -756,31 +831,13 @@ func (c *changeConsumer) publishFenced(ctx context.Context, tx cdc.TxInfo, emits
 	}
 	// After the events, as the local path revokes after emitting.
 	now := time.Now()
-	var revoked []any
 	for _, u := range users {
 		if opts, why, ok := revocation(u, now); ok {
 			items = append(items, redisadapter.BatchItem{Disconnect: true, Opts: opts})
 			revoked = append(revoked, u.ID+" ("+why+")")
 		}
 	}
-	if len(items) == 0 {
-		return nil // nothing to publish; the mark need not move for it
-	}
-	a, ok := c.s.ns.Adapter().(*redisadapter.StreamsAdapter)
-	if !ok {
-		return fmt.Errorf("publish transaction at %s: namespace adapter is %T, not the Redis stream", tx.EndLSN, c.s.ns.Adapter())
-	}
-	fence := redisadapter.Fence{MarkKey: c.s.markKey, Position: redisadapter.Position{LSN: uint64(tx.EndLSN)}}
-	appended, err := a.PublishBatch(ctx, items, fence)
-	if err != nil {
-		return fmt.Errorf("publish transaction (xid %d, end %s): %w", tx.XID, tx.EndLSN, err)
-	}
-	if !appended {
-		c.s.log.Debug("transaction already published: skipped", "xid", tx.XID, "end_lsn", tx.EndLSN)
-	} else if len(revoked) > 0 {
-		c.s.log.Info("revoking sockets on every instance", "users", revoked, "end_lsn", tx.EndLSN)
-	}
-	return nil
+	return items, revoked, nil
 }
 
 // revoke disconnects the sockets whose token no longer matches the account

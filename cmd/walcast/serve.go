@@ -230,7 +230,7 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	var consumer cdc.Consumer = &changeConsumer{s: s}
 	if s.streams != nil {
 		// Several transactions already read make one Redis call.
-		consumer = &fencedConsumer{changeConsumer{s: s}, nil, nil}
+		consumer = &fencedConsumer{changeConsumer: changeConsumer{s: s}}
 	}
 	wg.Go(func() { readerErr <- s.reader.Run(readerCtx, consumer) })
 	locksCtx, stopLocks := context.WithCancel(context.WithoutCancel(ctx))
@@ -747,6 +747,7 @@ func (c *changeConsumer) emitLocal(ctx context.Context, tx cdc.TxInfo, emits []r
 type fencedConsumer struct {
 	changeConsumer
 	pending []redisadapter.FencedBatch
+	entries int   // stream entries among pending
 	revoked []any // revocations among pending, for the log
 }
 
@@ -757,8 +758,16 @@ func (c *fencedConsumer) Commit(ctx context.Context, tx cdc.TxInfo) error {
 	return c.Flush(ctx)
 }
 
-// CommitDeferred routes tx and keeps its batch for Flush.
-func (c *fencedConsumer) CommitDeferred(_ context.Context, tx cdc.TxInfo) error {
+// maxPendingEntries bounds the stream entries one fenced script call
+// appends: Redis runs a script to its end, and every lock operation waits
+// behind it.
+const maxPendingEntries = 1024
+
+// CommitDeferred routes tx and keeps its batch for Flush. Past
+// maxPendingEntries it flushes what it holds (making transactions durable
+// before the reader accepts them is always safe: if the reader's own Flush
+// fails later, they come again and are fenced).
+func (c *fencedConsumer) CommitDeferred(ctx context.Context, tx cdc.TxInfo) error {
 	c.open = false
 	b := c.s.router.Commit(tx)
 	items, revoked, err := fencedItems(tx, b.Emits, b.Users)
@@ -771,6 +780,10 @@ func (c *fencedConsumer) CommitDeferred(_ context.Context, tx cdc.TxInfo) error 
 	}
 	c.pending = append(c.pending, redisadapter.FencedBatch{Items: items, Position: redisadapter.Position{LSN: uint64(tx.EndLSN)}})
 	c.revoked = append(c.revoked, revoked...)
+	c.entries += len(items)
+	if c.entries >= maxPendingEntries {
+		return c.Flush(ctx)
+	}
 	return nil
 }
 
@@ -795,11 +808,12 @@ func (c *fencedConsumer) Flush(ctx context.Context) error {
 			c.s.log.Debug("transaction already published: skipped", "end_lsn", c.pending[i].Position)
 		}
 	}
+	c.s.log.Debug("published to the stream", "transactions", len(c.pending), "entries", c.entries)
 	if len(c.revoked) > 0 {
 		c.s.log.Info("revoking sockets on every instance", "users", c.revoked)
 	}
 	clear(c.pending)
-	c.pending, c.revoked = c.pending[:0], nil
+	c.pending, c.entries, c.revoked = c.pending[:0], 0, nil
 	return nil
 }
 
@@ -807,7 +821,7 @@ func (c *fencedConsumer) Flush(ctx context.Context) error {
 // router that remembered their rows would take them for unchanged.
 func (c *fencedConsumer) Reset() {
 	clear(c.pending)
-	c.pending, c.revoked = c.pending[:0], nil
+	c.pending, c.entries, c.revoked = c.pending[:0], 0, nil
 	c.forget()
 }
 

@@ -2,8 +2,10 @@
 // through the official socket.io-client: lock:acquire of a free lock, of a
 // held lock, lock:check and lock:release, N of each, sequential. It runs
 // walcast with Redis and, as a second row, with the in-memory store, and
-// prints beside them a plain go-redis SET NX PX round trip to the same
-// redis-server in the same run.
+// prints beside them two references from the same run: a plain go-redis
+// SET NX PX round trip to the same redis-server (the Redis floor), and Node
+// socket.io 4.8 answering the same events from a Map (nodeserver.cjs: the
+// Socket.IO ack floor of this machine and client).
 //
 //	go run ./bench/locks [-n 10000]
 //
@@ -22,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +36,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/walcast/walcast/bench/fanout/serverproc"
 	"github.com/walcast/walcast/bench/internal/redisstats"
 	"github.com/walcast/walcast/bench/internal/walcastproc"
 	"github.com/walcast/walcast/e2e/sioclient"
@@ -126,6 +130,12 @@ func run(ctx context.Context, n int) error {
 		}
 		rows = append(rows, row{mode.name, times})
 	}
+	fmt.Fprintf(os.Stderr, "measuring the Node reference (%d of each operation)...\n", n)
+	nodeTimes, err := measureNode(ctx, script, n)
+	if err != nil {
+		return fmt.Errorf("node reference: %w", err)
+	}
+	rows = append(rows, row{"reference: Node socket.io, locks in a Map", nodeTimes})
 	setnx, err := measureSetNX(ctx, rs.URL(), n)
 	if err != nil {
 		return err
@@ -181,6 +191,46 @@ func measureWalcast(ctx context.Context, bin, script, dsn, slot string, env []st
 	if err := walcastproc.WaitReady("http://"+addr+"/readyz", 60*time.Second); err != nil {
 		return nil, err
 	}
+	return runOps(ctx, script, "http://"+addr, n)
+}
+
+// measureNode runs the same operations against nodeserver.cjs.
+func measureNode(ctx context.Context, script string, n int) (map[string][]float64, error) {
+	nodeDir := filepath.Join(filepath.Dir(script), "..", "fanout", "node")
+	if err := serverproc.EnsureNodeModules(ctx, nodeDir); err != nil {
+		return nil, err
+	}
+	addr, err := walcastproc.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := exec.CommandContext(ctx, "node", filepath.Join(filepath.Dir(script), "nodeserver.cjs"))
+	srv.Env = append(os.Environ(), "PORT="+port)
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("start node: %w", err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("node reference server not listening after 30s: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return runOps(ctx, script, "http://127.0.0.1:"+port, n)
+}
+
+// runOps runs ops.mjs against url with a holder's and another user's token.
+func runOps(ctx context.Context, script, url string, n int) (map[string][]float64, error) {
 	holder, err := token(1, "holder")
 	if err != nil {
 		return nil, err
@@ -190,7 +240,7 @@ func measureWalcast(ctx context.Context, bin, script, dsn, slot string, env []st
 		return nil, err
 	}
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, "node", script, "http://"+addr, holder, other, fmt.Sprint(n))
+	cmd := exec.CommandContext(ctx, "node", script, url, holder, other, fmt.Sprint(n))
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("node %s: %w", script, err)

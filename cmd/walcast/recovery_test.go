@@ -94,21 +94,7 @@ func runAway(t *testing.T, dsn string, a, b *instance, mode string, awayMs int, 
 		}
 		res <- sioclient.Run(ctx, "scenarios/recovery-cross.mjs", sioclient.Options{URL: a.URL, Timeout: 60 * time.Second, Env: env}, b.URL, mode)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		select {
-		case r := <-res:
-			t.Fatalf("client ended before it was connected: %v", r.Err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("client not connected after 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReadyFile(t, ready, res, "connected")
 	strike()
 	for _, name := range []string{"away-1", "away-2", "away-3"} {
 		execSQLT(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
@@ -143,5 +129,26 @@ func checkRecovered(t *testing.T, got awayResult, recovered bool, want ...string
 	}
 	if !slices.Equal(names, want) {
 		t.Fatalf("after coming back the client got %v, want exactly %v", names, want)
+	}
+}
+
+// waitReadyFile waits up to 30 s for a scenario to create the file ready
+// (it reached the state named what), failing if the client ends first.
+func waitReadyFile(t *testing.T, ready string, res <-chan sioclient.Result, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return
+		}
+		select {
+		case r := <-res:
+			t.Fatalf("client ended before it was %s: %v\nstderr: %s", what, r.Err, r.Stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client not %s after 30s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

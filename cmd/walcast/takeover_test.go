@@ -34,21 +34,7 @@ func runTakeover(t *testing.T, a, b *instance, mode string, env map[string]strin
 		defer cancel()
 		res <- sioclient.Run(ctx, "scenarios/takeover.mjs", sioclient.Options{URL: a.URL, Timeout: 90 * time.Second, Env: env}, b.URL, mode)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		select {
-		case r := <-res:
-			t.Fatalf("client ended before the takeover: %v\nstderr: %s", r.Err, r.Stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no takeover after 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReadyFile(t, ready, res, "taken over")
 	return func() sioclient.Result {
 		r := <-res
 		if r.Err != nil {
@@ -156,15 +142,7 @@ func TestTakeoverLocks(t *testing.T) {
 	if since := time.Since(resumed); since < window {
 		t.Fatalf("A's lock session was kept after %v, before its %v grace window passed", since, window)
 	}
-	var held struct {
-		IsLocked bool
-		LockedBy string
-	}
-	if l := ack(t, obs, bob, "lock:check", memberM1); l.Arg(0, &held) != nil || !held.IsLocked || held.LockedBy != "alice" {
-		t.Fatalf("lock:check %s, want held by alice", l.Args[0])
-	}
-	barrier(t, dsn, obs, bob)
-	wantPayloads(t, "bob before the client leaves", events(obs, bob, ev), [][2]string{{ev, `{"isLocked":true,"lockedBy":"alice"}`}})
+	wantStillHeld(t, dsn, obs, bob, memberM1, ev)
 
 	if err := os.WriteFile(goFile, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -235,15 +213,7 @@ func TestLockFollowsRecoveredSession(t *testing.T) {
 			})
 			// A negative check: nothing may happen for well past the grace.
 			time.Sleep(2 * window)
-			var held struct {
-				IsLocked bool
-				LockedBy string
-			}
-			if l := ack(t, obs, bob, "lock:check", res); l.Arg(0, &held) != nil || !held.IsLocked || held.LockedBy != "alice" {
-				t.Fatalf("lock:check %s past the grace after the recovery, want held by alice", l.Args[0])
-			}
-			barrier(t, dsn, obs, bob)
-			wantPayloads(t, "bob before the client leaves", events(obs, bob, ev), [][2]string{{ev, `{"isLocked":true,"lockedBy":"alice"}`}})
+			wantStillHeld(t, dsn, obs, bob, res, ev)
 
 			if err := os.WriteFile(goFile, nil, 0o600); err != nil {
 				t.Fatal(err)
@@ -271,4 +241,20 @@ func TestLockFollowsRecoveredSession(t *testing.T) {
 			})
 		})
 	}
+}
+
+// wantStillHeld checks, from observer socket i, that alice still holds the
+// lock and that the only ev announcement so far is her taking it: nothing
+// released it while her session lived on.
+func wantStillHeld(t *testing.T, dsn string, obs *sioclient.Client, i int, res any, ev string) {
+	t.Helper()
+	var held struct {
+		IsLocked bool
+		LockedBy string
+	}
+	if l := ack(t, obs, i, "lock:check", res); l.Arg(0, &held) != nil || !held.IsLocked || held.LockedBy != "alice" {
+		t.Fatalf("lock:check %s, want held by alice", l.Args[0])
+	}
+	barrier(t, dsn, obs, i)
+	wantPayloads(t, "the observer before the client leaves", events(obs, i, ev), [][2]string{{ev, `{"isLocked":true,"lockedBy":"alice"}`}})
 }

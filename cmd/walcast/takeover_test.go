@@ -149,17 +149,7 @@ func TestTakeoverLocks(t *testing.T) {
 	}
 	r := wait()
 	checkTakeover(t, r, a)
-	final, _ := r.Final()
-	var gone struct{ GoneAt float64 }
-	if err := json.Unmarshal(final.Raw, &gone); err != nil {
-		t.Fatal(err)
-	}
-	waitEvents(t, obs, bob, ev, 2, 30*time.Second)
-	after := time.Since(time.UnixMilli(int64(gone.GoneAt)))
-	t.Logf("released %v after the client left for good (grace %v)", after, window)
-	if after < window-250*time.Millisecond {
-		t.Errorf("released %v after the client left, before the %v grace window", after, window)
-	}
+	wantReleasedAfterGrace(t, r, obs, bob, ev, window)
 	if l := ack(t, obs, bob, "lock:check", memberM1); !jsonEqual(t, l.Args[0], `{"isLocked":false}`) {
 		t.Errorf("lock:check after the release: %s", l.Args[0])
 	}
@@ -223,17 +213,7 @@ func TestLockFollowsRecoveredSession(t *testing.T) {
 			if l := r.Kind("takeover"); len(l) != 1 || json.Unmarshal(l[0].Raw, &tk) != nil || !tk.Recovered || !tk.SameID {
 				t.Fatalf("not recovered: %v", l)
 			}
-			final, _ := r.Final()
-			var gone struct{ GoneAt float64 }
-			if err := json.Unmarshal(final.Raw, &gone); err != nil {
-				t.Fatal(err)
-			}
-			waitEvents(t, obs, bob, ev, 2, 30*time.Second)
-			after := time.Since(time.UnixMilli(int64(gone.GoneAt)))
-			t.Logf("released %v after the client left for good (grace %v)", after, window)
-			if after < window-250*time.Millisecond {
-				t.Errorf("released %v after the client left, before the %v grace window", after, window)
-			}
+			wantReleasedAfterGrace(t, r, obs, bob, ev, window)
 			barrier(t, dsn, obs, bob)
 			wantPayloads(t, "bob", events(obs, bob, ev), [][2]string{
 				{ev, `{"isLocked":true,"lockedBy":"alice"}`},
@@ -257,4 +237,22 @@ func wantStillHeld(t *testing.T, dsn string, obs *sioclient.Client, i int, res a
 	}
 	barrier(t, dsn, obs, i)
 	wantPayloads(t, "the observer before the client leaves", events(obs, i, ev), [][2]string{{ev, `{"isLocked":true,"lockedBy":"alice"}`}})
+}
+
+// wantReleasedAfterGrace waits for the release announcement (the second ev
+// event at observer socket i) and checks it came no earlier than the grace
+// window after the client left for good (its final line's goneAt).
+func wantReleasedAfterGrace(t *testing.T, r sioclient.Result, obs *sioclient.Client, i int, ev string, window time.Duration) {
+	t.Helper()
+	final, _ := r.Final()
+	var gone struct{ GoneAt float64 }
+	if err := json.Unmarshal(final.Raw, &gone); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, obs, i, ev, 2, 30*time.Second)
+	after := time.Since(time.UnixMilli(int64(gone.GoneAt)))
+	t.Logf("released %v after the client left for good (grace %v)", after, window)
+	if after < window-250*time.Millisecond {
+		t.Errorf("released %v after the client left, before the %v grace window", after, window)
+	}
 }

@@ -166,3 +166,24 @@ func FuzzDecodePubSubQuery(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeTakeoverNotice: notices come from Redis; anything that is not a
+// well-formed notice is refused, never half-applied.
+func FuzzDecodeTakeoverNotice(f *testing.F) {
+	f.Add([]byte(`{"uid":"abc","sid":"s1","gen":3}`))
+	f.Add([]byte(`{"uid":"","sid":"s1","gen":3}`))
+	f.Add([]byte(`{"uid":"abc","sid":"s1","gen":-1}`))
+	f.Add([]byte(`[1,2]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := decodeTakeoverNotice(b)
+		if err != nil {
+			if n != (takeoverNotice{}) {
+				t.Fatalf("refused notice came back filled: %+v", n)
+			}
+			return
+		}
+		if n.UID == "" || n.SID == "" || len(n.SID) > 64 || len(n.UID) > 64 {
+			t.Fatalf("accepted %+v from %q", n, b)
+		}
+	})
+}

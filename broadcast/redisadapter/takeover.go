@@ -46,6 +46,19 @@ type takeoverNotice struct {
 	Gen uint64 `json:"gen"`
 }
 
+// decodeTakeoverNotice reads a notice off the channel: Redis is a trust
+// boundary, so anything malformed is refused.
+func decodeTakeoverNotice(b []byte) (takeoverNotice, error) {
+	var n takeoverNotice
+	if err := json.Unmarshal(b, &n); err != nil {
+		return takeoverNotice{}, fmt.Errorf("takeover notice: %w", err)
+	}
+	if n.UID == "" || n.SID == "" || len(n.SID) > 64 || len(n.UID) > 64 {
+		return takeoverNotice{}, fmt.Errorf("takeover notice: uid %q, sid %q: want both, at most 64 bytes", n.UID, n.SID)
+	}
+	return n, nil
+}
+
 // NotifyTakeover tells the other instances that the session of socket sid
 // was resumed here as generation gen (socketio.TakeoverNotifier).
 func (a *StreamsAdapter) NotifyTakeover(ctx context.Context, sid string, gen uint64) error {
@@ -64,8 +77,8 @@ func (a *StreamsAdapter) NotifyTakeover(ctx context.Context, sid string, gen uin
 // onTakeover closes the old socket a peer's notice designates. Its own
 // notices are skipped: the socket with that id here is the new one.
 func (a *StreamsAdapter) onTakeover(payload []byte) {
-	var n takeoverNotice
-	if err := json.Unmarshal(payload, &n); err != nil || n.UID == "" || n.SID == "" || len(n.SID) > 64 {
+	n, err := decodeTakeoverNotice(payload)
+	if err != nil {
 		a.streams.log.Warn("skip takeover notice", "nsp", a.ns.Name(), "err", err)
 		return
 	}

@@ -85,6 +85,10 @@ func TestStreamsTakeover(t *testing.T) {
 			}
 		}
 	}()
+	// A saves the session just after the connect, off the connect's path:
+	// resume only once it is stored, as a client that lost its transport a
+	// moment later would.
+	waitStored(t, srvA.Sockets().Adapter().(*StreamsAdapter), old.PID)
 	start := time.Now()
 	fresh, _ := connectRaw(t, urlB, old.PID, old.offset)
 	if fresh.SID != old.SID || fresh.PID != old.PID {
@@ -174,5 +178,21 @@ func TestTakeoverNoticeUnseenByNode(t *testing.T) {
 	// through the stream, or the pub/sub request channel).
 	for _, p := range []*nodeProc{node1, node2} {
 		p.do(map[string]any{"op": "join", "rooms": []string{"nobody"}, "join": []string{"r"}})
+	}
+}
+
+// waitStored waits until the session pid is stored in Redis.
+func waitStored(t *testing.T, ad *StreamsAdapter, pid string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		st, err := ad.LoadSession(context.Background(), pid)
+		if err == nil && st != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s not stored after %v: %v", pid, waitTimeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

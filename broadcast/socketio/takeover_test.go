@@ -179,10 +179,12 @@ func TestTakeoverNotice(t *testing.T) {
 
 	// Old socket still here: local takeover, no notice.
 	first := connectSession(t, srv, addr, "u1", "", "")
+	waitGen(t, ad.MemoryAdapter, first.PID, 0) // saved after the connect, off its path
 	second := connectSession(t, srv, addr, "u1", first.PID, first.offset)
 	if second.SID != first.SID {
 		t.Fatal("not restored")
 	}
+	waitGen(t, ad.MemoryAdapter, first.PID, 1)
 	waitClosed(t, first.c)
 	if n := ad.taken(); len(n) != 0 {
 		t.Fatalf("notices %v for a socket taken over locally", n)

@@ -21,6 +21,17 @@ type MemoryStore struct {
 type memGrant struct {
 	holder   Holder
 	deadline time.Time
+	sessions map[string]struct{} // lock sessions holding it (Owner.Session)
+}
+
+func (g *memGrant) hold(session string) {
+	if session == "" {
+		return
+	}
+	if g.sessions == nil {
+		g.sessions = make(map[string]struct{})
+	}
+	g.sessions[session] = struct{}{}
 }
 
 // NewMemoryStore makes an empty store; ttl <= 0 means DefaultTTL.
@@ -85,6 +96,7 @@ func (m *MemoryStore) acquire(ctx context.Context, r Resource, o Owner, limit in
 			return AcquireResult{Outcome: HeldByOther, Holder: g.holder}, nil
 		}
 		g.deadline = now.Add(m.ttl)
+		g.hold(o.Session)
 		return AcquireResult{Outcome: Refreshed, Holder: g.holder}, nil
 	}
 	if extendOnly {
@@ -96,7 +108,9 @@ func (m *MemoryStore) acquire(ctx context.Context, r Resource, o Owner, limit in
 	// A grant that expired but was not swept yet is replaced silently: the
 	// new holder's announcement supersedes the expiry one.
 	h := Holder{UserID: o.UserID, Username: o.Username, AcquiredAt: now.UnixMilli()}
-	m.grants[r] = &memGrant{holder: h, deadline: now.Add(m.ttl)}
+	g := &memGrant{holder: h, deadline: now.Add(m.ttl)}
+	g.hold(o.Session)
+	m.grants[r] = g
 	set := m.perUser[o.UserID.raw]
 	if set == nil {
 		set = make(map[Resource]struct{})
@@ -111,19 +125,38 @@ func (m *MemoryStore) Release(ctx context.Context, r Resource, u UserID) (Releas
 	if err := ctx.Err(); err != nil {
 		return ReleaseResult{}, fmt.Errorf("release %s: %w", r, err)
 	}
-	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	g := m.live(r, now)
+	return m.releaseLocked(r, u), nil
+}
+
+// ReleaseSession implements Store.
+func (m *MemoryStore) ReleaseSession(ctx context.Context, r Resource, u UserID, session string) (ReleaseResult, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return ReleaseResult{}, false, fmt.Errorf("release %s: %w", r, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if g := m.live(r, m.now()); g != nil {
+		delete(g.sessions, session)
+		if len(g.sessions) > 0 {
+			return ReleaseResult{}, true, nil
+		}
+	}
+	return m.releaseLocked(r, u), false, nil
+}
+
+func (m *MemoryStore) releaseLocked(r Resource, u UserID) ReleaseResult {
+	g := m.live(r, m.now())
 	switch {
 	case g == nil:
-		return ReleaseResult{Outcome: WasFree}, nil
+		return ReleaseResult{Outcome: WasFree}
 	case g.holder.UserID != u:
-		return ReleaseResult{Outcome: NotOwner, Holder: g.holder}, nil
+		return ReleaseResult{Outcome: NotOwner, Holder: g.holder}
 	}
 	delete(m.grants, r)
 	delete(m.perUser[u.raw], r)
-	return ReleaseResult{Outcome: Released, Holder: g.holder}, nil
+	return ReleaseResult{Outcome: Released, Holder: g.holder}
 }
 
 // Check implements Store.

@@ -22,6 +22,10 @@ const (
 	// scored by deadline, for the per-user cap. Entries whose score has passed
 	// are stale by construction and pruned before counting.
 	userKeyPrefix = "walcast:locks:user:"
+	// holdersKeyPrefix + "type:id" is the set of lock sessions holding a
+	// lock, kept only when locks are released on disconnect; it lives as
+	// long as the lock.
+	holdersKeyPrefix = "walcast:locks:holders:"
 )
 
 // The scripts read the clock with TIME so every instance shares Redis's
@@ -32,8 +36,9 @@ const (
 // The sweep touches keys it finds in the deadline set, which is fine on a
 // single Redis or a primary with replicas; Redis Cluster is not supported.
 
-// acquireScript: KEYS = lock, deadlines, user set. ARGV = userId JSON,
-// username JSON, ttl ms, limit (0 = none), mode ("acquire" | "extend").
+// acquireScript: KEYS = lock, deadlines, user set, holders. ARGV = userId
+// JSON, username JSON, ttl ms, limit (0 = none), mode ("acquire" |
+// "extend"), lock session ("" = not tracked).
 // Reply: {code, value}; code 1 refreshed, 2 taken, 3 held by other,
 // 4 limit reached, 5 not held.
 var acquireScript = redis.NewScript(`
@@ -46,6 +51,14 @@ var acquireScript = redis.NewScript(`
 -- entries only when it looks full.
 local ttl = tonumber(ARGV[3])
 local prefix = '{"userId":' .. ARGV[1] .. ','
+-- The lock sessions holding the grant (only when walcast releases locks
+-- on disconnect): a session ending frees it only when it was the last.
+local function hold(ttl)
+  if ARGV[6] ~= '' then
+    redis.call('SADD', KEYS[4], ARGV[6])
+    redis.call('PEXPIRE', KEYS[4], ttl)
+  end
+end
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, #prefix) ~= prefix then
   return {3, cur}
@@ -60,6 +73,7 @@ if cur then
   redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
   redis.call('ZADD', KEYS[3], now + ttl, KEYS[1])
   redis.call('PEXPIRE', KEYS[3], ttl)
+  hold(ttl)
   return {1, cur}
 end
 local limit = tonumber(ARGV[4])
@@ -74,11 +88,13 @@ redis.call('SET', KEYS[1], val, 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
 redis.call('ZADD', KEYS[3], now + ttl, KEYS[1])
 redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('DEL', KEYS[4]) -- holders of an earlier, expired grant
+hold(ttl)
 return {2, val}
 `)
 
-// releaseScript: KEYS = lock, deadlines, user set. ARGV = userId JSON.
-// Reply: {code, value}; code 1 released, 2 was free, 3 not owner.
+// releaseScript: KEYS = lock, deadlines, user set, holders. ARGV = userId
+// JSON. Reply: {code, value}; code 1 released, 2 was free, 3 not owner.
 var releaseScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if not cur then
@@ -88,7 +104,30 @@ local prefix = '{"userId":' .. ARGV[1] .. ','
 if string.sub(cur, 1, #prefix) ~= prefix then
   return {3, cur}
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[4])
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('ZREM', KEYS[3], KEYS[1])
+return {1, cur}
+`)
+
+// releaseSessionScript: KEYS = lock, deadlines, user set, holders. ARGV =
+// userId JSON, lock session. As releaseScript, after forgetting the
+// session among the holders, and only if no other session holds it
+// (reply {4}: kept).
+var releaseSessionScript = redis.NewScript(`
+redis.call('SREM', KEYS[4], ARGV[2])
+if redis.call('SCARD', KEYS[4]) > 0 then
+  return {4}
+end
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  return {2}
+end
+local prefix = '{"userId":' .. ARGV[1] .. ','
+if string.sub(cur, 1, #prefix) ~= prefix then
+  return {3, cur}
+end
+redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('ZREM', KEYS[3], KEYS[1])
 return {1, cur}
@@ -164,6 +203,9 @@ func (s *RedisStore) TTL() time.Duration { return s.ttl }
 
 func userKey(u UserID) string { return userKeyPrefix + u.raw }
 
+// holdersKey is the set of lock sessions holding r (see ReleaseSession).
+func holdersKey(r Resource) string { return holdersKeyPrefix + r.Type + ":" + r.ID }
+
 // Acquire implements Store.
 func (s *RedisStore) Acquire(ctx context.Context, r Resource, o Owner, limit int) (AcquireResult, error) {
 	res, err := s.acquire(ctx, r, o, limit, "acquire")
@@ -191,8 +233,8 @@ func (s *RedisStore) acquire(ctx context.Context, r Resource, o Owner, limit int
 		return AcquireResult{}, fmt.Errorf("encode username: %w", err)
 	}
 	reply, err := acquireScript.Run(ctx, s.rdb,
-		[]string{r.Key(), deadlinesKey, userKey(o.UserID)},
-		o.UserID.raw, string(nameJSON), s.ttl.Milliseconds(), limit, mode,
+		[]string{r.Key(), deadlinesKey, userKey(o.UserID), holdersKey(r)},
+		o.UserID.raw, string(nameJSON), s.ttl.Milliseconds(), limit, mode, o.Session,
 	).Slice()
 	if err != nil {
 		return AcquireResult{}, err
@@ -228,33 +270,54 @@ func (s *RedisStore) Release(ctx context.Context, r Resource, u UserID) (Release
 		return ReleaseResult{}, fmt.Errorf("release %s: %w", r, ErrBadUserID)
 	}
 	reply, err := releaseScript.Run(ctx, s.rdb,
-		[]string{r.Key(), deadlinesKey, userKey(u)}, u.raw).Slice()
+		[]string{r.Key(), deadlinesKey, userKey(u), holdersKey(r)}, u.raw).Slice()
 	if err != nil {
 		return ReleaseResult{}, fmt.Errorf("release %s: %w", r, err)
 	}
+	res, _, err := releaseReply(r, reply)
+	return res, err
+}
+
+// ReleaseSession implements Store.
+func (s *RedisStore) ReleaseSession(ctx context.Context, r Resource, u UserID, session string) (ReleaseResult, bool, error) {
+	if u.IsZero() {
+		return ReleaseResult{}, false, fmt.Errorf("release %s: %w", r, ErrBadUserID)
+	}
+	reply, err := releaseSessionScript.Run(ctx, s.rdb,
+		[]string{r.Key(), deadlinesKey, userKey(u), holdersKey(r)}, u.raw, session).Slice()
+	if err != nil {
+		return ReleaseResult{}, false, fmt.Errorf("release %s for a session: %w", r, err)
+	}
+	return releaseReply(r, reply)
+}
+
+// releaseReply reads the reply of releaseScript or releaseSessionScript.
+func releaseReply(r Resource, reply []any) (ReleaseResult, bool, error) {
 	code, val, err := scriptReply(reply)
 	if err != nil {
-		return ReleaseResult{}, fmt.Errorf("release %s: %w", r, err)
+		return ReleaseResult{}, false, fmt.Errorf("release %s: %w", r, err)
 	}
 	var out ReleaseResult
 	switch code {
+	case 4:
+		return ReleaseResult{}, true, nil
 	case 1:
 		out.Outcome = Released
 	case 2:
-		return ReleaseResult{Outcome: WasFree}, nil
+		return ReleaseResult{Outcome: WasFree}, false, nil
 	case 3:
 		out.Outcome = NotOwner
 	default:
-		return ReleaseResult{}, fmt.Errorf("release %s: unknown reply code %d", r, code)
+		return ReleaseResult{}, false, fmt.Errorf("release %s: unknown reply code %d", r, code)
 	}
 	if out.Holder, err = decodeHolder([]byte(val)); err != nil {
 		// Released is done either way; a foreign value only costs the name.
 		if out.Outcome == Released {
-			return out, nil
+			return out, false, nil
 		}
-		return ReleaseResult{}, fmt.Errorf("release %s: %w", r, err)
+		return ReleaseResult{}, false, fmt.Errorf("release %s: %w", r, err)
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // Check implements Store.

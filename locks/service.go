@@ -281,12 +281,13 @@ func strp(s string) *string { return &s }
 
 // Acquire handles lock:acquire. It never returns success without a lock.
 func (s *Service) Acquire(ctx context.Context, c Caller, payload json.RawMessage) Ack {
-	ack, _ := s.acquire(ctx, c, payload)
+	ack, _ := s.acquire(ctx, c, "", payload)
 	return ack
 }
 
-// acquire also reports the resource the caller now holds, for sessions.
-func (s *Service) acquire(ctx context.Context, c Caller, payload json.RawMessage) (Ack, *Resource) {
+// acquire also reports the resource the caller now holds, for sessions;
+// session, when set, is the lock session asking (see sessionOwner).
+func (s *Service) acquire(ctx context.Context, c Caller, session string, payload json.RawMessage) (Ack, *Resource) {
 	r, err := parseResource(payload, s.types)
 	if err != nil || c.UserID.IsZero() {
 		return Ack{Error: ErrTextInvalidResource}, nil
@@ -296,7 +297,9 @@ func (s *Service) acquire(ctx context.Context, c Caller, payload json.RawMessage
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
-	res, err := s.store.Acquire(ctx, r, c.owner(), s.limit)
+	o := c.owner()
+	o.Session = session
+	res, err := s.store.Acquire(ctx, r, o, s.limit)
 	if err != nil {
 		s.storeFailed("acquire", r, err)
 		return Ack{Error: ErrTextUnavailable}, nil

@@ -65,6 +65,15 @@ func (s *Service) Connect(key string, c Caller) *Session {
 	return sess
 }
 
+// holderKey names this session among a lock's holders in the store, when
+// the service releases locks on disconnect (the only reader of holders).
+func (ss *Session) holderKey() string {
+	if !ss.svc.releaseOnDisconnect {
+		return ""
+	}
+	return ss.key
+}
+
 // SetPresence makes the release of this session's locks after a disconnect
 // wait for as long as p says its socket may live on elsewhere (see
 // Presence); without it the locks are released when the grace window
@@ -77,7 +86,7 @@ func (ss *Session) SetPresence(p Presence) {
 
 // Acquire handles lock:acquire for this socket.
 func (ss *Session) Acquire(ctx context.Context, payload json.RawMessage) Ack {
-	ack, r := ss.svc.acquire(ctx, ss.caller, payload)
+	ack, r := ss.svc.acquire(ctx, ss.caller, ss.holderKey(), payload)
 	if r != nil {
 		ss.svc.mu.Lock()
 		ss.held[*r] = struct{}{}
@@ -197,24 +206,37 @@ func (s *Service) expireSession(ss *Session, round uint64) {
 	}
 	delete(s.sessions, ss.key)
 	ss.away = false
-	var toRelease []Resource
+	var held []Resource
 	if s.releaseOnDisconnect {
 		for r := range ss.held {
-			// The lock belongs to the user: another session of theirs that
-			// also took it keeps it while that session is kept (connected,
-			// within its grace window, or away on another instance); the
-			// last of them to end releases it.
-			if !s.heldElsewhereLocked(ss, r) {
-				toRelease = append(toRelease, r)
-			}
+			held = append(held, r)
 		}
 	}
 	s.mu.Unlock()
-	s.log.Debug("lock session ended", "key", ss.key, "releasing", len(toRelease))
-	for _, r := range toRelease {
-		// Release-if-owner: if the lock expired and someone else took it,
-		// this changes nothing.
-		s.releaseResource(context.Background(), ss.caller.UserID, r)
+	s.log.Debug("lock session ended", "key", ss.key, "held", len(held))
+	for _, r := range held {
+		// The lock belongs to the user: another session of theirs that
+		// also took it (another tab, on any instance) keeps it, and the
+		// last of them to end releases it. Release-if-owner: if the lock
+		// expired and someone else took it, this changes nothing.
+		s.releaseSession(context.Background(), ss, r)
+	}
+}
+
+// releaseSession releases r for the ended session ss unless another
+// session still holds it, and announces a release.
+func (s *Service) releaseSession(ctx context.Context, ss *Session, r Resource) {
+	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
+	defer cancel()
+	res, kept, err := s.store.ReleaseSession(ctx, r, ss.caller.UserID, ss.key)
+	if err != nil {
+		// The lock then lives out its TTL: released late, never stolen.
+		s.storeFailed("release on disconnect", r, err)
+		return
+	}
+	s.storeOK()
+	if !kept && res.Outcome == Released {
+		s.announceFree(r)
 	}
 }
 
@@ -225,20 +247,6 @@ const presenceSlack = 100 * time.Millisecond
 // presenceRetry is how long to wait before asking a Presence that failed
 // again.
 func (s *Service) presenceRetry() time.Duration { return min(s.grace, 10*time.Second) }
-
-// heldElsewhereLocked reports whether another kept session of ss's user
-// holds r. Every session in s.sessions is kept: a detached one is removed
-// when it ends.
-func (s *Service) heldElsewhereLocked(ss *Session, r Resource) bool {
-	for _, o := range s.sessions {
-		if o != ss && o.caller.UserID == ss.caller.UserID {
-			if _, ok := o.held[r]; ok {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // RenewOnce extends every lock held through a connected session, or one
 // away on another instance. Locks found lost (released elsewhere, expired
@@ -264,7 +272,9 @@ func (s *Service) RenewOnce(ctx context.Context) {
 			return
 		}
 		octx, cancel := context.WithTimeout(ctx, s.opTimeout)
-		res, err := s.store.Extend(octx, j.r, j.ss.caller.owner())
+		o := j.ss.caller.owner()
+		o.Session = j.ss.holderKey()
+		res, err := s.store.Extend(octx, j.r, o)
 		cancel()
 		if err != nil {
 			s.storeFailed("renew", j.r, err)

@@ -154,3 +154,49 @@ func TestCallerFromClaims(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseOnDisconnectAcrossInstances: two tabs of one user, each on its
+// own instance (two Services sharing the store), hold the same lock; the
+// first tab leaving for good does not release it, the second does, once.
+func TestReleaseOnDisconnectAcrossInstances(t *testing.T) {
+	for _, be := range backends(t, time.Minute) {
+		t.Run(be.name, func(t *testing.T) {
+			var recA, recB recorder
+			const grace = 300 * time.Millisecond
+			cfg := Config{ReleaseOnDisconnect: true, DisconnectGrace: grace}
+			a := newService(t, be.newStore(t), &recA, cfg)
+			b := newService(t, be.newStore(t), &recB, cfg)
+			runService(t, a)
+			runService(t, b)
+			alice := caller(t, 1, "alice", "admin", "")
+			bob := caller(t, 2, "bob", "admin", "")
+			res := payload("member", "shared")
+
+			tab1, tab2 := a.Connect("t1", alice), b.Connect("t2", alice)
+			if !tab1.Acquire(bg, res).Success || !tab2.Acquire(bg, res).Success {
+				t.Fatal("acquire from both tabs")
+			}
+			recA.take()
+			tab1.Disconnect()
+			time.Sleep(4 * grace) // well past A's grace: A's session ended
+			if c := b.Check(bg, bob, res); !c.IsLocked {
+				t.Fatalf("the lock was released while the tab on the other instance holds it: %+v", c)
+			}
+			if ups := append(recA.take(), recB.take()...); len(ups) != 0 {
+				t.Fatalf("announced %v while the other tab holds it", ups)
+			}
+			tab2.Disconnect()
+			waitFor(t, 10*time.Second, "release after the last tab left", func() bool { return recB.len() == 1 })
+			if u := wireUpdate(t, recB.take()[0]); u != `lock:update:member:shared {"isLocked":false,"lockedBy":null}` {
+				t.Fatalf("update %s", u)
+			}
+			if c := a.Check(bg, bob, res); c.IsLocked {
+				t.Fatalf("still locked after both tabs left: %+v", c)
+			}
+			time.Sleep(2 * grace)
+			if n := recA.len() + recB.len(); n != 0 {
+				t.Fatalf("%d more announcements, want the release once", n)
+			}
+		})
+	}
+}

@@ -12,6 +12,9 @@ const DefaultTTL = 15 * time.Minute
 type Owner struct {
 	UserID   UserID
 	Username string
+	// Session, when set, is the lock session (a socket) asking: the store
+	// counts it among the lock's holders for ReleaseSession.
+	Session string
 }
 
 // AcquireOutcome says what an Acquire or Extend did.
@@ -96,6 +99,11 @@ type Store interface {
 	Extend(ctx context.Context, r Resource, o Owner) (AcquireResult, error)
 	// Release frees the lock if, and only if, the caller holds it.
 	Release(ctx context.Context, r Resource, u UserID) (ReleaseResult, error)
+	// ReleaseSession forgets session among the lock's holders and then
+	// releases it as Release does, unless another session (another tab of
+	// the user, on any instance sharing the store) still holds it: kept is
+	// then true and nothing else changed.
+	ReleaseSession(ctx context.Context, r Resource, u UserID, session string) (res ReleaseResult, kept bool, err error)
 	// Check reports the holder, or ok=false when the lock is free.
 	Check(ctx context.Context, r Resource) (h Holder, ok bool, err error)
 	// SweepExpired claims up to limit locks whose TTL ran out and returns them.

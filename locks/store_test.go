@@ -13,8 +13,8 @@ func TestStoreSemantics(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			st := be.newStore(t)
 			r := Resource{"member", "m-1"}
-			alice := Owner{NumericUserID(1), "alice"}
-			bob := Owner{NumericUserID(2), "bob"}
+			alice := Owner{UserID: NumericUserID(1), Username: "alice"}
+			bob := Owner{UserID: NumericUserID(2), Username: "bob"}
 
 			if _, ok, err := st.Check(bg, r); err != nil || ok {
 				t.Fatalf("check free: ok=%v err=%v", ok, err)
@@ -30,7 +30,7 @@ func TestStoreSemantics(t *testing.T) {
 				t.Fatalf("acquiredAt %d is not a recent epoch ms", taken.Holder.AcquiredAt)
 			}
 			time.Sleep(5 * time.Millisecond) // so a rewritten acquiredAt would differ
-			again, err := st.Acquire(bg, r, Owner{alice.UserID, "alice-renamed"}, 0)
+			again, err := st.Acquire(bg, r, Owner{UserID: alice.UserID, Username: "alice-renamed"}, 0)
 			if err != nil || again.Outcome != Refreshed || again.Holder != taken.Holder {
 				t.Fatalf("re-acquire = %+v, %v; want refreshed with the original holder %+v", again, err, taken.Holder)
 			}
@@ -71,8 +71,8 @@ func TestStoreLimit(t *testing.T) {
 	for _, be := range backends(t, time.Minute) {
 		t.Run(be.name, func(t *testing.T) {
 			st := be.newStore(t)
-			alice := Owner{NumericUserID(1), "alice"}
-			bob := Owner{NumericUserID(2), "bob"}
+			alice := Owner{UserID: NumericUserID(1), Username: "alice"}
+			bob := Owner{UserID: NumericUserID(2), Username: "bob"}
 			for i := 0; i < 3; i++ {
 				if res, err := st.Acquire(bg, Resource{"member", fmt.Sprint(i)}, alice, 3); err != nil || res.Outcome != Taken {
 					t.Fatalf("acquire %d = %+v, %v", i, res, err)
@@ -105,7 +105,7 @@ func TestStoreLimitForgetsExpired(t *testing.T) {
 	for _, be := range backends(t, 300*time.Millisecond) {
 		t.Run(be.name, func(t *testing.T) {
 			st := be.newStore(t)
-			alice := Owner{NumericUserID(1), "alice"}
+			alice := Owner{UserID: NumericUserID(1), Username: "alice"}
 			for i := 0; i < 3; i++ {
 				if res, err := st.Acquire(bg, Resource{"member", fmt.Sprint(i)}, alice, 3); err != nil || res.Outcome != Taken {
 					t.Fatalf("acquire %d = %+v, %v", i, res, err)
@@ -143,7 +143,7 @@ func TestStoreRace(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					results[i], errs[i] = stores[i%2].Acquire(bg, r, Owner{NumericUserID(int64(i + 1)), fmt.Sprint("user", i+1)}, 0)
+					results[i], errs[i] = stores[i%2].Acquire(bg, r, Owner{UserID: NumericUserID(int64(i + 1)), Username: fmt.Sprint("user", i+1)}, 0)
 				}()
 			}
 			close(start)
@@ -184,7 +184,7 @@ func TestRedisValueFormat(t *testing.T) {
 	be := backends(t, time.Minute)[1]
 	rdb := redisClient(t, be.srv)
 	st := NewRedisStore(rdb, time.Minute)
-	res, err := st.Acquire(bg, Resource{"member", "m-1"}, Owner{NumericUserID(1), `ad"min`}, 0)
+	res, err := st.Acquire(bg, Resource{"member", "m-1"}, Owner{UserID: NumericUserID(1), Username: `ad"min`}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestRedisValueFormat(t *testing.T) {
 	if err != nil || !ok || h.UserID != u7 || h.AcquiredAt != 1704067200000 {
 		t.Fatalf("check legacy = %+v %v %v", h, ok, err)
 	}
-	if res, err := st.Acquire(bg, Resource{"member", "legacy"}, Owner{u7, "admin"}, 0); err != nil || res.Outcome != Refreshed {
+	if res, err := st.Acquire(bg, Resource{"member", "legacy"}, Owner{UserID: u7, Username: "admin"}, 0); err != nil || res.Outcome != Refreshed {
 		t.Fatalf("owner re-acquire of legacy lock = %+v, %v", res, err)
 	}
 	if res, err := st.Release(bg, Resource{"member", "legacy"}, u7); err != nil || res.Outcome != Released {
@@ -233,7 +233,7 @@ func TestRedisScriptsReloaded(t *testing.T) {
 	be := backends(t, time.Minute)[1]
 	rdb := redisClient(t, be.srv)
 	st := NewRedisStore(rdb, time.Minute)
-	alice := Owner{NumericUserID(1), "alice"}
+	alice := Owner{UserID: NumericUserID(1), Username: "alice"}
 	r := Resource{"member", "m1"}
 	if res, err := st.Acquire(bg, r, alice, 5); err != nil || res.Outcome != Taken {
 		t.Fatalf("acquire = %+v, %v", res, err)
@@ -261,5 +261,62 @@ func TestRedisScriptsReloaded(t *testing.T) {
 	}
 	if n := rdb.Exists(bg, r.Key(), userKey(alice.UserID), deadlinesKey).Val(); n != 0 {
 		t.Fatalf("%d keys left after the only lock was released", n)
+	}
+}
+
+// TestStoreReleaseSession: a lock two sessions (tabs) of its holder took
+// is released by ReleaseSession only when the last of them ends; an
+// explicit Release frees it for all; another user's session changes
+// nothing.
+func TestStoreReleaseSession(t *testing.T) {
+	for _, be := range backends(t, time.Minute) {
+		t.Run(be.name, func(t *testing.T) {
+			st := be.newStore(t)
+			r := Resource{"member", "tabs"}
+			tab := func(s string) Owner { return Owner{UserID: NumericUserID(1), Username: "alice", Session: s} }
+			for _, s := range []string{"t1", "t2"} {
+				if res, err := st.Acquire(bg, r, tab(s), 0); err != nil || (res.Outcome != Taken && res.Outcome != Refreshed) {
+					t.Fatalf("acquire from %s = %+v, %v", s, res, err)
+				}
+			}
+			if _, kept, err := st.ReleaseSession(bg, r, NumericUserID(2), "b1"); err != nil || !kept {
+				t.Fatalf("another user's session: kept=%v err=%v, want the lock kept", kept, err)
+			}
+			if _, kept, err := st.ReleaseSession(bg, r, NumericUserID(1), "t1"); err != nil || !kept {
+				t.Fatalf("first tab ends: kept=%v err=%v, want kept (t2 holds it)", kept, err)
+			}
+			if _, ok, _ := st.Check(bg, r); !ok {
+				t.Fatal("lock gone while t2 holds it")
+			}
+			if res, kept, err := st.ReleaseSession(bg, r, NumericUserID(1), "t2"); err != nil || kept || res.Outcome != Released {
+				t.Fatalf("last tab ends = %+v kept=%v err=%v, want released", res, kept, err)
+			}
+			if _, ok, _ := st.Check(bg, r); ok {
+				t.Fatal("lock still held after its last session ended")
+			}
+
+			// An explicit release frees the lock for every tab; a tab ending
+			// later finds it free, and a new grant starts with no holders.
+			for _, s := range []string{"t1", "t2"} {
+				if _, err := st.Acquire(bg, r, tab(s), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if res, err := st.Release(bg, r, NumericUserID(1)); err != nil || res.Outcome != Released {
+				t.Fatalf("explicit release = %+v, %v", res, err)
+			}
+			if _, err := st.Acquire(bg, r, tab("t3"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, kept, err := st.ReleaseSession(bg, r, NumericUserID(1), "t1"); err != nil || !kept {
+				t.Fatalf("t1 (released by hand before t3 took it) ends: kept=%v err=%v, want kept by t3", kept, err)
+			}
+			if res, kept, err := st.ReleaseSession(bg, r, NumericUserID(1), "t3"); err != nil || kept || res.Outcome != Released {
+				t.Fatalf("t3 ends = %+v kept=%v err=%v, want released", res, kept, err)
+			}
+			if res, kept, err := st.ReleaseSession(bg, r, NumericUserID(1), "t2"); err != nil || kept || res.Outcome != WasFree {
+				t.Fatalf("t2 ends after all = %+v kept=%v err=%v, want was free", res, kept, err)
+			}
+		})
 	}
 }

@@ -85,10 +85,11 @@ func TestStreamsTakeover(t *testing.T) {
 			}
 		}
 	}()
-	// A saves the session just after the connect, off the connect's path:
-	// resume only once it is stored, as a client that lost its transport a
-	// moment later would.
-	waitStored(t, srvA.Sockets().Adapter().(*StreamsAdapter), old.PID)
+	// The session was saved before the CONNECT reply left: a client that
+	// knows its pid can resume at once.
+	if st, err := srvA.Sockets().Adapter().(*StreamsAdapter).LoadSession(context.Background(), old.PID); err != nil || st == nil {
+		t.Fatalf("session %s not stored when its CONNECT reply arrived: %v", old.PID, err)
+	}
 	start := time.Now()
 	fresh, _ := connectRaw(t, urlB, old.PID, old.offset)
 	if fresh.SID != old.SID || fresh.PID != old.PID {
@@ -178,21 +179,5 @@ func TestTakeoverNoticeUnseenByNode(t *testing.T) {
 	// through the stream, or the pub/sub request channel).
 	for _, p := range []*nodeProc{node1, node2} {
 		p.do(map[string]any{"op": "join", "rooms": []string{"nobody"}, "join": []string{"r"}})
-	}
-}
-
-// waitStored waits until the session pid is stored in Redis.
-func waitStored(t *testing.T, ad *StreamsAdapter, pid string) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		st, err := ad.LoadSession(context.Background(), pid)
-		if err == nil && st != nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("session %s not stored after %v: %v", pid, waitTimeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -184,7 +184,7 @@ func (n *Namespace) add(s *Socket) {
 			}
 		}
 	}
-	s.persistAsync()
+	s.persistAtConnect() // the CONNECT reply is still held back (Cork)
 }
 
 func (n *Namespace) remove(s *Socket) {

@@ -146,7 +146,15 @@ func (s *Socket) persistAsync() {
 
 // persist saves the session state with rooms (the current ones when nil);
 // final marks the last save, made at disconnect.
-func (s *Socket) persist(rooms []string, final bool) {
+func (s *Socket) persist(rooms []string, final bool) { s.persistWithin(rooms, final, 5*time.Second) }
+
+// persistAtConnect saves a new or restored session before its CONNECT reply
+// leaves: a client that knows its pid can resume it, even if it loses its
+// transport at once or its instance is killed. A store that does not answer
+// within a second only costs this socket its recoverability (logged).
+func (s *Socket) persistAtConnect() { s.persistWithin(nil, false, time.Second) }
+
+func (s *Socket) persistWithin(rooms []string, final bool, timeout time.Duration) {
 	if s.rec == nil || s.nsp.store == nil {
 		return
 	}
@@ -169,7 +177,7 @@ func (s *Socket) persist(rooms []string, final bool) {
 		ttl += window / 4
 	}
 	st := SessionState{SID: s.id, PID: s.rec.pid, Owner: s.rec.owner, Rooms: rooms, Gen: s.rec.gen}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := s.nsp.store.PersistSession(ctx, st, ttl); err != nil {
 		s.nsp.srv.log.Warn("save recoverable session", "socket", s.id, "err", err)

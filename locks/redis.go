@@ -93,9 +93,10 @@ hold(ttl)
 return {2, val}
 `)
 
-// releaseScript: KEYS = lock, deadlines, user set, holders. ARGV = userId
-// JSON. Reply: {code, value}; code 1 released, 2 was free, 3 not owner.
-var releaseScript = redis.NewScript(`
+// releaseIfOwner is the body of both release scripts: KEYS = lock,
+// deadlines, user set, holders; ARGV[1] = userId JSON. Reply: {code,
+// value}; code 1 released, 2 was free, 3 not owner.
+const releaseIfOwner = `
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   return {2}
@@ -108,30 +109,20 @@ redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('ZREM', KEYS[3], KEYS[1])
 return {1, cur}
-`)
+`
 
-// releaseSessionScript: KEYS = lock, deadlines, user set, holders. ARGV =
-// userId JSON, lock session. As releaseScript, after forgetting the
-// session among the holders, and only if no other session holds it
-// (reply {4}: kept).
+// releaseScript frees the lock if the caller holds it (releaseIfOwner).
+var releaseScript = redis.NewScript(releaseIfOwner)
+
+// releaseSessionScript: as releaseScript, with ARGV[2] = lock session,
+// after forgetting the session among the holders and only if no other
+// session holds the lock (reply {4}: kept).
 var releaseSessionScript = redis.NewScript(`
 redis.call('SREM', KEYS[4], ARGV[2])
 if redis.call('SCARD', KEYS[4]) > 0 then
   return {4}
 end
-local cur = redis.call('GET', KEYS[1])
-if not cur then
-  return {2}
-end
-local prefix = '{"userId":' .. ARGV[1] .. ','
-if string.sub(cur, 1, #prefix) ~= prefix then
-  return {3, cur}
-end
-redis.call('DEL', KEYS[1], KEYS[4])
-redis.call('ZREM', KEYS[2], KEYS[1])
-redis.call('ZREM', KEYS[3], KEYS[1])
-return {1, cur}
-`)
+` + releaseIfOwner)
 
 // sweepScript: KEYS = deadlines. ARGV = limit. Returns the lock keys whose
 // grant expired, each removed from the deadline set in the same atomic step,

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestBinaryLinksNoTestCode: the walcast binary is built without the
+// testing package and without the test-only helpers, which register test
+// flags and carry code no production process should run.
+func TestBinaryLinksNoTestCode(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/walcast/walcast/cdc") {
+		t.Fatalf("go list -deps listed no walcast package: %q", deps)
+	}
+	for _, forbidden := range []string{
+		"testing",
+		"github.com/walcast/walcast/internal/pgtest",
+		"github.com/walcast/walcast/internal/redistest",
+	} {
+		if slices.Contains(deps, forbidden) {
+			t.Errorf("the walcast binary links %s", forbidden)
+		}
+	}
+}

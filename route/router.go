@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/cdc"
+	"github.com/walcast/walcast/internal/jsonstr"
 )
 
 // Emit is one event to deliver: Payload is the final JSON of its single
@@ -324,26 +325,11 @@ func (tr *tableRoute) deletePayload(old []cdc.Column) []byte {
 		if out, ok := tr.proj.Include(c.Name); ok {
 			name = out
 		}
-		p = appendJSONString(p, name)
+		p = jsonstr.Append(p, name)
 		p = append(p, ':')
 		p = append(p, c.JSON...)
 	}
 	return append(p, "}}"...)
-}
-
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		switch ch := s[i]; {
-		case ch == '"' || ch == '\\':
-			dst = append(dst, '\\', ch)
-		case ch < 0x20:
-			dst = fmt.Appendf(dst, `\u%04x`, ch)
-		default:
-			dst = append(dst, ch)
-		}
-	}
-	return append(dst, '"')
 }
 
 // userChange extracts the account facts from a change of the users table.

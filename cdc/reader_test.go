@@ -525,8 +525,9 @@ func TestFatalErrors(t *testing.T) {
 			t.Fatalf("test setup: slot not invalidated (wal_status %q)", h.WALStatus)
 		}
 		err = NewReader(cfg).Run(context.Background(), &recorder{})
-		if !errors.Is(err, ErrSlotInvalidated) || !strings.Contains(err.Error(), "--recreate-slot") {
-			t.Fatalf("run: %v, want ErrSlotInvalidated with what to do", err)
+		if !errors.Is(err, ErrSlotInvalidated) || !strings.Contains(err.Error(), "changes were lost") ||
+			!strings.Contains(err.Error(), "dropped and made again") || strings.Contains(err.Error(), "--") {
+			t.Fatalf("run: %v, want ErrSlotInvalidated saying what was lost and what must happen, naming no flag", err)
 		}
 	})
 }

@@ -172,7 +172,10 @@ func (c *Config) applyDefaults() {
 			t = &TableConfig{}
 		}
 		if t.Style == "" {
-			t.Style = StyleEnvelope
+			// A copy: the caller's configuration stays as it was given.
+			tc := *t
+			tc.Style = StyleEnvelope
+			t = &tc
 		}
 		tables[QualifiedName(name)] = t
 	}

@@ -28,6 +28,10 @@ import (
 	"github.com/walcast/walcast/broadcast/socketio"
 )
 
+// DefaultPath is the Engine.IO path the official client uses unless told
+// otherwise, and the hub's when Config.EngineIO.Path is empty.
+const DefaultPath = "/socket.io/"
+
 // Config configures the hub: the Socket.IO server settings, including the
 // Engine.IO ones (path, heartbeat, CORS origins, send queue) in EngineIO.
 type Config = socketio.Config

@@ -237,22 +237,22 @@ func (g *Gateway) scheduleExpiry(sock *socketio.Socket, st *socketState) {
 }
 
 func (g *Gateway) joinRoom(sock *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
-	room, err := g.clientRoom(args)
-	if err != nil {
-		_ = ack(map[string]any{"success": false, "error": err.Error()})
-		return
-	}
-	sock.Join(room)
-	_ = ack(map[string]any{"success": true})
+	g.roomRequest(args, ack, func(room string) { sock.Join(room) })
 }
 
 func (g *Gateway) leaveRoom(sock *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
+	g.roomRequest(args, ack, sock.Leave)
+}
+
+// roomRequest does what a client asked for a room, if it may, and acks
+// {success} or {success: false, error}.
+func (g *Gateway) roomRequest(args socketio.Args, ack socketio.AckFunc, do func(room string)) {
 	room, err := g.clientRoom(args)
 	if err != nil {
 		_ = ack(map[string]any{"success": false, "error": err.Error()})
 		return
 	}
-	sock.Leave(room)
+	do(room)
 	_ = ack(map[string]any{"success": true})
 }
 

@@ -7,17 +7,21 @@ import (
 	"testing"
 )
 
-// TestBinaryLinksNoTestCode: the walcast binary is built without the
-// testing package and without the test-only helpers, which register test
-// flags and carry code no production process should run.
+// TestBinaryLinksNoTestCode: the walcast binary is built from relay and
+// gateway, without the testing package and without the test-only helpers,
+// which register test flags and carry code no production process should
+// run.
 func TestBinaryLinksNoTestCode(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	deps := strings.Fields(string(out))
-	if !slices.Contains(deps, "github.com/walcast/walcast/cdc") {
-		t.Fatalf("go list -deps listed no walcast package: %q", deps)
+	// Row changes reach the hub through relay, sockets meet gateway.
+	for _, want := range []string{"github.com/walcast/walcast/relay", "github.com/walcast/walcast/gateway"} {
+		if !slices.Contains(deps, want) {
+			t.Fatalf("the walcast binary does not link %s: %q", want, deps)
+		}
 	}
 	for _, forbidden := range []string{
 		"testing",

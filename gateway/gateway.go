@@ -3,8 +3,9 @@
 // which rooms it is in and may join, what it may lock, when its token runs
 // out, and how a reconnecting client gets its session back.
 //
-//	hub := broadcast.Open(ctx, broadcast.Config{Recovery: gateway.Recovery(window, reserved)}, cluster)
-//	gw, err := gateway.Attach(hub, gateway.Config{Verifier: v, LockStore: store, Reserved: routing.ReservedRooms()})
+//	reserved := routing.ReservedRooms()
+//	hub, err := broadcast.Open(ctx, broadcast.Config{Recovery: gateway.Recovery(window, reserved)}, cluster)
+//	gw, err := gateway.Attach(hub, gateway.Config{Verifier: v, LockStore: store, Reserved: reserved})
 //	go gw.Run(ctx)
 //
 // The room vocabulary (user:, role:, member:) comes from route, so the

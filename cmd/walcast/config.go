@@ -74,7 +74,10 @@ var serveSettings = []setting{
 		apply: text(func(s *settings) *string { return &s.JWTPublicKey })},
 	{flag: "jwt-algorithm", env: "JWT_ALGORITHM", arg: "ALG", defText: "HS256, or RS256 with a public key",
 		usage: "the one accepted token algorithm: HS256, RS256 or ES256",
-		apply: func(s *settings, v string, _ setting) error { s.JWTAlgorithm = strings.ToUpper(strings.TrimSpace(v)); return nil }},
+		apply: func(s *settings, v string, _ setting) error {
+			s.JWTAlgorithm = strings.ToUpper(strings.TrimSpace(v))
+			return nil
+		}},
 	{flag: "redis-url", env: "REDIS_URL", arg: "URL", defText: "unset: one instance, locks in memory",
 		usage: "Redis URL (redis://, rediss:// or unix://) joining several instances",
 		apply: redisURL},

@@ -105,3 +105,17 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// TestAppendDoesNotAllocate: with room in dst, encoding allocates nothing,
+// non-ASCII and invalid bytes included (the row encoder's hot path).
+func TestAppendDoesNotAllocate(t *testing.T) {
+	in := []byte("Köln ✓ \xff \"quoted\"\n")
+	buf := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() { buf = AppendBytes(buf[:0], in) }); n != 0 {
+		t.Errorf("AppendBytes allocated %.0f times", n)
+	}
+	s := string(in)
+	if n := testing.AllocsPerRun(100, func() { buf = Append(buf[:0], s) }); n != 0 {
+		t.Errorf("Append allocated %.0f times", n)
+	}
+}

@@ -12,13 +12,13 @@ import (
 
 // serializedSocket is the Admin UI's SerializedSocket.
 type serializedSocket struct {
-	ID        string         `json:"id"`
-	ClientID  string         `json:"clientId"`
-	Transport string         `json:"transport"`
-	Nsp       string         `json:"nsp"`
-	Data      any            `json:"data"`
-	Handshake handshake      `json:"handshake"`
-	Rooms     []string       `json:"rooms"`
+	ID        string    `json:"id"`
+	ClientID  string    `json:"clientId"`
+	Transport string    `json:"transport"`
+	Nsp       string    `json:"nsp"`
+	Data      any       `json:"data"`
+	Handshake handshake `json:"handshake"`
+	Rooms     []string  `json:"rooms"`
 }
 
 // handshake is socket.io's Handshake as the UI shows it, less the auth

@@ -242,13 +242,13 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"walcast_replication_slot_lag_bytes",                // lag
-		"walcast_replication_slot_retained_wal_bytes",       // retained WAL
-		"walcast_replication_rows_total",                    // events/s by table
-		"walcast_deliveries_total",                          // deliveries/s
-		"walcast_sockets",                                   // sockets
-		"walcast_lock_operations_total",                     // lock ops
-		"walcast_redis_publish_duration_seconds_bucket",     // Redis latency
+		"walcast_replication_slot_lag_bytes",            // lag
+		"walcast_replication_slot_retained_wal_bytes",   // retained WAL
+		"walcast_replication_rows_total",                // events/s by table
+		"walcast_deliveries_total",                      // deliveries/s
+		"walcast_sockets",                               // sockets
+		"walcast_lock_operations_total",                 // lock ops
+		"walcast_redis_publish_duration_seconds_bucket", // Redis latency
 	} {
 		if !used[want] {
 			t.Errorf("the dashboard does not show %s", want)

@@ -118,7 +118,9 @@ func TestClientLoggerRedisRestart(t *testing.T) {
 	srv := redistest.Run(t, redistest.Options{})
 	var buf lockedBuffer
 	redis.SetLogger(NewClientLogger(jsonLogger(&buf), time.Second))
-	t.Cleanup(func() { redis.SetLogger(stderrRedisLogger{log.New(os.Stderr, "redis: ", log.LstdFlags|log.Lshortfile)}) })
+	t.Cleanup(func() {
+		redis.SetLogger(stderrRedisLogger{log.New(os.Stderr, "redis: ", log.LstdFlags|log.Lshortfile)})
+	})
 
 	opt, err := redis.ParseURL(srv.URL())
 	if err != nil {

@@ -349,3 +349,17 @@ func TestComposeMonitoring(t *testing.T) {
 		t.Errorf("prometheus.yml scrapes %v, want every walcast service's operator listener %v", targets, want)
 	}
 }
+
+// TestREADMEListsMetrics: README's "Operating walcast" table has a row for
+// every metric of the catalogue.
+func TestREADMEListsMetrics(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range catalogue {
+		if !strings.Contains(string(b), "| `"+m.Name+"` | "+string(m.Kind)+" |") {
+			t.Errorf("README does not list %s (%s)", m.Name, m.Kind)
+		}
+	}
+}

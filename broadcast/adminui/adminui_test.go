@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,7 +140,11 @@ func arg[T any](t *testing.T, l sioclient.Line, i int) T {
 // disconnect anyone, a wrong password is refused with the text the UI
 // recognises, and the session id logs in again without the password.
 func TestProtocol(t *testing.T) {
-	_, url := startServer(t, adminui.Config{ServerID: "walcast-test", StatsInterval: 200 * time.Millisecond})
+	var traffic atomic.Uint64
+	_, url := startServer(t, adminui.Config{ServerID: "walcast-test", StatsInterval: 200 * time.Millisecond, Traffic: func() adminui.Traffic {
+		n := traffic.Add(1)
+		return adminui.Traffic{PacketsIn: n, PacketsOut: 10 * n, BytesIn: 100 * n, BytesOut: 1000 * n}
+	}})
 
 	// Two browsers carrying every kind of credential a handshake can.
 	app := sioclient.Start(t, url, sioclient.ClientConfig{
@@ -268,6 +273,12 @@ func TestProtocol(t *testing.T) {
 	// Traffic is counted: the third browser's connection and disconnection.
 	admin.WaitFor(wait, func(l sioclient.Line) bool {
 		return l.Kind == "event" && l.Event == "server_stats" && strings.Contains(string(l.Raw), `"type":"rawDisconnection","subType":"client namespace disconnect"`)
+	})
+
+	// Traffic deltas between ticks: each tick reads the counters once.
+	admin.WaitFor(wait, func(l sioclient.Line) bool {
+		raw := string(l.Raw)
+		return l.Kind == "event" && l.Event == "server_stats" && strings.Contains(raw, `"type":"bytesOut","count":1000}`) && strings.Contains(raw, `"type":"packetsIn","count":1}`)
 	})
 
 	// The session id logs in again, without the password and without a new

@@ -73,8 +73,19 @@ func (a *AdminUI) run() {
 			return
 		case <-t.C:
 		}
-		st := a.stats(true)
-		a.emitStatsTo(a.adminSockets(), st)
+		admins := a.adminSockets()
+		if len(admins) == 0 {
+			// Nobody looks: skip the walk over every socket.
+			a.mu.Lock()
+			clear(a.events)
+			clear(a.transports)
+			if a.cfg.Traffic != nil {
+				a.traffic = a.cfg.Traffic()
+			}
+			a.mu.Unlock()
+			continue
+		}
+		a.emitStatsTo(admins, a.stats(true))
 	}
 }
 

@@ -119,7 +119,7 @@ func TestClientLoggerRedisRestart(t *testing.T) {
 	var buf lockedBuffer
 	redis.SetLogger(NewClientLogger(jsonLogger(&buf), time.Second))
 	t.Cleanup(func() {
-		redis.SetLogger(stderrRedisLogger{log.New(os.Stderr, "redis: ", log.LstdFlags|log.Lshortfile)})
+		redis.SetLogger(stderrRedisLogger{log.New(os.Stderr, "redis: ", log.LstdFlags)})
 	})
 
 	opt, err := redis.ParseURL(srv.URL())

@@ -14,7 +14,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,16 +164,11 @@ func (g *Gateway) authenticate(sock *socketio.Socket) error {
 	return nil
 }
 
-// callerOf is the lock service's view of a token's user.
+// callerOf is the lock service's view of a token's user. The id is read
+// from its text (IDString, the digits of a numeric claim), never through a
+// float: 1 and "1" are one user, and an id above 2^53 keeps its digits.
 func callerOf(id *auth.Identity) (locks.Caller, error) {
-	var claim any
-	if err := json.Unmarshal(id.ID, &claim); err != nil {
-		return locks.Caller{}, err
-	}
-	if n, ok := claim.(float64); ok {
-		claim = int64(n)
-	}
-	uid, err := locks.UserIDFromClaim(claim)
+	uid, err := locks.StringUserID(id.IDString)
 	if err != nil {
 		return locks.Caller{}, err
 	}

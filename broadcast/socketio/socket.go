@@ -377,18 +377,27 @@ func (s *Socket) Broadcast() BroadcastOperator {
 	return BroadcastOperator{nsp: s.nsp, except: []string{s.id}}
 }
 
-// Disconnect sends the client a DISCONNECT for this namespace (its
-// "disconnect" handler sees "io server disconnect" and it does not
-// reconnect). With closeConn the whole Engine.IO connection is closed too.
+// Disconnect ends the socket. Without closeConn the client gets a
+// DISCONNECT for this namespace: its "disconnect" handler sees "io server
+// disconnect" and the official client does not reconnect. With closeConn
+// the whole Engine.IO connection is closed instead, without a DISCONNECT:
+// to the client the connection was lost ("transport close"), so it
+// reconnects by itself and its new handshake runs the middlewares
+// (authentication) again. Node's disconnect(true) sends the DISCONNECT
+// before closing, which leaves the official client offline for good; walcast
+// closes to cut a credential that stopped being valid, and the client must
+// then hear the handshake's connect_error, not sit silently disconnected.
 func (s *Socket) Disconnect(closeConn bool) {
 	if !s.connected.Load() {
 		return
 	}
+	if closeConn {
+		s.onClose(ReasonForcedServerClose)
+		s.client.sess.Close(ReasonForcedServerClose)
+		return
+	}
 	_ = s.send(&parser.Packet{Type: parser.Disconnect, Namespace: s.nsp.name, ID: parser.NoID})
 	s.onClose(ReasonServerNamespaceDisconn)
-	if closeConn {
-		s.client.sess.Close(ReasonForcedServerClose)
-	}
 }
 
 func (s *Socket) send(p *parser.Packet) error {

@@ -105,21 +105,28 @@ func (d *Directory) Lookup(id string) (Account, bool) {
 // member id column is read) that member id, and is not locked out. Before
 // the first Load it admits nobody.
 func (d *Directory) Admits(id, role, memberID string, now time.Time) bool {
+	return d.Refusal(id, role, memberID, now) == ""
+}
+
+// Refusal is why Admits would refuse, for logs; "" when it admits.
+func (d *Directory) Refusal(id, role, memberID string, now time.Time) string {
 	d.mu.RLock()
 	a, ok := d.byID[id]
 	loaded := d.loaded
 	d.mu.RUnlock()
-	return loaded && ok && d.matches(a, role, memberID, now)
-}
-
-func (d *Directory) matches(a Account, role, memberID string, now time.Time) bool {
-	if a.Role != role {
-		return false
+	switch {
+	case !loaded:
+		return "users not loaded yet"
+	case !ok:
+		return "no such user"
+	case a.Role != role:
+		return "role differs"
+	case d.cols.MemberID != "" && a.MemberID != memberID:
+		return "member id differs"
+	case a.LockedUntil.After(now):
+		return "locked out"
 	}
-	if d.cols.MemberID != "" && a.MemberID != memberID {
-		return false
-	}
-	return !a.LockedUntil.After(now)
+	return ""
 }
 
 // Apply applies one transaction's account changes, in order. Before Load

@@ -36,14 +36,27 @@ func token(t *testing.T, claims jwt.MapClaims) string {
 // what Config.Standby reports.
 func start(t *testing.T, standby *atomic.Bool) (*broadcast.Hub, string) {
 	t.Helper()
+	return startWith(t, Config{Standby: standby.Load})
+}
+
+// startWith serves a hub with the gateway attached with cfg (its verifier,
+// lock store, reserved rooms and logger filled in when unset).
+func startWith(t *testing.T, cfg Config) (*broadcast.Hub, string) {
+	t.Helper()
 	verifier, err := auth.NewVerifier(auth.Config{Secret: []byte(secret)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
 	hub := broadcast.New(broadcast.Config{Logger: log})
-	gw, err := Attach(hub, Config{Verifier: verifier, LockStore: locks.NewMemoryStore(time.Minute),
-		Reserved: route.GraceGiver().ReservedRooms(), Standby: standby.Load, Logger: log})
+	cfg.Verifier, cfg.Logger = verifier, log
+	if cfg.LockStore == nil {
+		cfg.LockStore = locks.NewMemoryStore(time.Minute)
+	}
+	if !cfg.Reserved.Contains(route.UserRoomPrefix) {
+		cfg.Reserved = route.GraceGiver().ReservedRooms()
+	}
+	gw, err := Attach(hub, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,9 +88,17 @@ type sockRecovery struct {
 	joined map[string]bool
 
 	scheduled atomic.Bool
-	mu        sync.Mutex // serializes saves, so the last one has the latest rooms
-	final     bool       // disconnected, dropped or taken over: no more saves
+	lastSave  atomic.Int64 // unix nanoseconds of the last save's start
+	mu        sync.Mutex   // serializes saves, so the last one has the latest rooms
+	final     bool         // disconnected, dropped or taken over: no more saves
 }
+
+// RoomSaveInterval bounds how often a socket's room changes are saved for
+// recovery: a change is saved at once unless a save started less than this
+// ago, and then the changes meanwhile go in one save at the interval's end.
+// A client joining and leaving rooms in a loop costs one save (its room
+// list) per interval, not one per change.
+const RoomSaveInterval = time.Second
 
 func newSocketID() string {
 	var b [15]byte
@@ -134,15 +142,21 @@ func (s *Socket) DropRecovery() {
 }
 
 // persistAsync saves the session state soon, off the caller's path (Join
-// runs on read loops); calls made meanwhile fold into one save.
+// runs on read loops): at once, or at the end of the RoomSaveInterval that
+// the last save started; calls made meanwhile fold into one save.
 func (s *Socket) persistAsync() {
 	if s.rec == nil || s.nsp.store == nil || !s.rec.scheduled.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	save := func() {
 		s.rec.scheduled.Store(false)
 		s.persist(nil, false)
-	}()
+	}
+	if wait := time.Duration(s.rec.lastSave.Load() + int64(RoomSaveInterval) - time.Now().UnixNano()); wait > 0 {
+		time.AfterFunc(wait, save)
+		return
+	}
+	go save()
 }
 
 // persist saves the session state with rooms (the current ones when nil);
@@ -178,6 +192,7 @@ func (s *Socket) persistWithin(rooms []string, final bool, timeout time.Duration
 		ttl += window / 4
 	}
 	st := SessionState{SID: s.id, PID: s.rec.pid, Owner: s.rec.owner, Rooms: rooms, Gen: s.rec.gen}
+	s.rec.lastSave.Store(time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := s.nsp.store.PersistSession(ctx, st, ttl); err != nil {

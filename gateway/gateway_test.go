@@ -23,7 +23,7 @@ import (
 
 const secret = "gateway-test-secret"
 
-func token(t *testing.T, claims jwt.MapClaims) string {
+func token(t testing.TB, claims jwt.MapClaims) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 	if err != nil {
@@ -41,7 +41,7 @@ func start(t *testing.T, standby *atomic.Bool) (*broadcast.Hub, string) {
 
 // startWith serves a hub with the gateway attached with cfg (its verifier,
 // lock store, reserved rooms and logger filled in when unset).
-func startWith(t *testing.T, cfg Config) (*broadcast.Hub, string) {
+func startWith(t testing.TB, cfg Config) (*broadcast.Hub, string) {
 	t.Helper()
 	verifier, err := auth.NewVerifier(auth.Config{Secret: []byte(secret)})
 	if err != nil {

@@ -41,7 +41,7 @@ func emitAck(t *testing.T, c *siotest.Conn, id int, event string, args ...any) s
 	}
 }
 
-func tokenFor(t *testing.T, id any, role string, member any, ttl time.Duration) string {
+func tokenFor(t testing.TB, id any, role string, member any, ttl time.Duration) string {
 	return token(t, jwt.MapClaims{"id": id, "role": role, "memberId": member, "exp": time.Now().Add(ttl).Unix()})
 }
 

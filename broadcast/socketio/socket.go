@@ -88,16 +88,21 @@ type sockRecovery struct {
 	joined map[string]bool
 
 	scheduled atomic.Bool
-	lastSave  atomic.Int64 // unix nanoseconds of the last save's start
-	mu        sync.Mutex   // serializes saves, so the last one has the latest rooms
-	final     bool         // disconnected, dropped or taken over: no more saves
+	// connectSaved is set once the connection handlers ran: the save at
+	// connect, made then, carries the rooms they joined, so their joins
+	// need no save (nor start a RoomSaveInterval) of their own.
+	connectSaved atomic.Bool
+	lastSave     atomic.Int64 // unix nanoseconds of the last room-change save's start
+	mu           sync.Mutex   // serializes saves, so the last one has the latest rooms
+	final        bool         // disconnected, dropped or taken over: no more saves
 }
 
 // RoomSaveInterval bounds how often a socket's room changes are saved for
-// recovery: a change is saved at once unless a save started less than this
-// ago, and then the changes meanwhile go in one save at the interval's end.
-// A client joining and leaving rooms in a loop costs one save (its room
-// list) per interval, not one per change.
+// recovery: a change is saved at once unless a room-change save started
+// less than this ago, and then the changes meanwhile go in one save at the
+// interval's end. A client joining and leaving rooms in a loop costs one
+// save (its room list) per interval, not one per change; an instance
+// killed within the interval loses the changes not yet saved.
 const RoomSaveInterval = time.Second
 
 func newSocketID() string {
@@ -145,11 +150,12 @@ func (s *Socket) DropRecovery() {
 // runs on read loops): at once, or at the end of the RoomSaveInterval that
 // the last save started; calls made meanwhile fold into one save.
 func (s *Socket) persistAsync() {
-	if s.rec == nil || s.nsp.store == nil || !s.rec.scheduled.CompareAndSwap(false, true) {
+	if s.rec == nil || s.nsp.store == nil || !s.rec.connectSaved.Load() || !s.rec.scheduled.CompareAndSwap(false, true) {
 		return
 	}
 	save := func() {
 		s.rec.scheduled.Store(false)
+		s.rec.lastSave.Store(time.Now().UnixNano())
 		s.persist(nil, false)
 	}
 	if wait := time.Duration(s.rec.lastSave.Load() + int64(RoomSaveInterval) - time.Now().UnixNano()); wait > 0 {
@@ -192,7 +198,6 @@ func (s *Socket) persistWithin(rooms []string, final bool, timeout time.Duration
 		ttl += window / 4
 	}
 	st := SessionState{SID: s.id, PID: s.rec.pid, Owner: s.rec.owner, Rooms: rooms, Gen: s.rec.gen}
-	s.rec.lastSave.Store(time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := s.nsp.store.PersistSession(ctx, st, ttl); err != nil {

@@ -168,4 +168,3 @@ func committed(b *testing.B, dsn string) int64 {
 	}
 	return n
 }
-

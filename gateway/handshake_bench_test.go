@@ -31,6 +31,16 @@ import (
 func BenchmarkHandshake(b *testing.B) {
 	dsn, dir := benchUsers(b, 10_000)
 	tok := token(b, map[string]any{"id": 4242, "role": "viewer", "exp": time.Now().Add(time.Hour).Unix()})
+	// The check by itself, for scale beside a whole handshake.
+	b.Run("users check alone", func(b *testing.B) {
+		now := time.Now()
+		b.ReportAllocs()
+		for range b.N {
+			if !dir.Admits("4242", "viewer", "", now) {
+				b.Fatal("refused")
+			}
+		}
+	})
 	for _, bc := range []struct {
 		name  string
 		dir   *accounts.Directory

@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/walcast/walcast/bench/fanout/benchserver"
 	"github.com/walcast/walcast/bench/fanout/serverproc"
 )
 
@@ -121,7 +122,7 @@ func defaultDir() string {
 }
 
 func run(ctx context.Context, o options) error {
-	if err := raiseFileLimit(); err != nil {
+	if err := benchserver.RaiseFileLimit(); err != nil {
 		return err
 	}
 	nodeDir := filepath.Join(o.dir, "node")
@@ -208,18 +209,4 @@ func parseFloats(s string) ([]float64, error) {
 		out = append(out, n)
 	}
 	return out, nil
-}
-
-// raiseFileLimit lifts the soft descriptor limit to the hard one: the load
-// client holds one socket per client.
-func raiseFileLimit() error {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("get file limit: %w", err)
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raise file limit to %d: %w", lim.Max, err)
-	}
-	return nil
 }

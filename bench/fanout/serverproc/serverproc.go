@@ -51,15 +51,20 @@ func Start(ctx context.Context, name string, dir string, env []string, argv ...s
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
-	lines := make(chan string, 1)
+	// The reader picks the port out itself: lines arrive in bursts, and a
+	// line handed over through a channel may not be looked at before the
+	// next one comes.
+	port := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		found := false
 		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-				fmt.Fprintf(os.Stderr, "[%s] %s\n", name, sc.Text())
+			if v, ok := strings.CutPrefix(sc.Text(), "listening "); ok && !found {
+				found = true
+				port <- strings.TrimSpace(v)
+				continue
 			}
+			fmt.Fprintf(os.Stderr, "[%s] %s\n", name, sc.Text())
 		}
 	}()
 	go func() {
@@ -68,22 +73,15 @@ func Start(ctx context.Context, name string, dir string, env []string, argv ...s
 	}()
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	for {
-		select {
-		case l := <-lines:
-			port, ok := strings.CutPrefix(l, "listening ")
-			if !ok {
-				fmt.Fprintf(os.Stderr, "[%s] %s\n", name, l)
-				continue
-			}
-			p.Addr = "127.0.0.1:" + strings.TrimSpace(port)
-			return p, nil
-		case <-p.done:
-			return nil, fmt.Errorf("start %s: exited before listening: %v", name, p.err)
-		case <-ctx.Done():
-			p.Stop()
-			return nil, fmt.Errorf("start %s: no 'listening' line: %w", name, ctx.Err())
-		}
+	select {
+	case v := <-port:
+		p.Addr = "127.0.0.1:" + v
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("start %s: exited before listening: %v", name, p.err)
+	case <-ctx.Done():
+		p.Stop()
+		return nil, fmt.Errorf("start %s: no 'listening' line: %w", name, ctx.Err())
 	}
 }
 

@@ -2,7 +2,8 @@
 # Runs every walcast test on a fresh Debian machine, installing what is missing:
 # PostgreSQL 15 (initdb/pg_ctl), redis-server, nginx (sticky-session test),
 # Node.js + npm, Chromium (one browser test), the npm packages of every folder with a package-lock.json,
-# and staticcheck. Then: go vet, staticcheck, go test -race ./...
+# and staticcheck. Then: go vet (the main module and the benchmark's Centrifuge
+# reference server, a module of its own), staticcheck, go test -race ./...
 #
 # Usage: scripts/test.sh [extra go test args, e.g. -run TestX]
 set -euo pipefail
@@ -51,6 +52,10 @@ fi
 
 log "go vet"
 go vet ./...
+# A module of its own (Centrifuge stays out of walcast's go.mod): go vet
+# builds it; its test runs with bench/fanout's.
+log "go vet and staticcheck in bench/fanout/centrifuge"
+(cd bench/fanout/centrifuge && GOWORK=off go vet ./... && GOWORK=off staticcheck ./...)
 log "staticcheck"
 staticcheck ./...
 log "go test -race"

@@ -77,26 +77,37 @@ func (g rung) behind() bool {
 	return g.ratio() < 0.99 || g.probe.P99ms == nil || *g.probe.P99ms > 1000
 }
 
-func startServer(ctx context.Context, o options, name string, clients int, nodeDir, walcastBin string) (*serverproc.Proc, string, error) {
+func startServer(ctx context.Context, o options, name string, clients int, bins servers) (*serverproc.Proc, string, error) {
+	var args []string
 	switch name {
 	case "walcast", "walcast-delay":
-		args := []string{walcastBin, "-addr", "127.0.0.1:0"}
+		args = []string{bins.walcast, "-addr", "127.0.0.1:0"}
 		if name == "walcast-delay" {
 			args = append(args, "-write-delay", o.writeDelay.String())
 		}
-		profile := ""
-		if o.cpuProfile != "" {
-			profile = fmt.Sprintf("%s-%s-c%d.pprof", o.cpuProfile, name, clients)
-			args = append(args, "-cpuprofile", profile)
-		}
-		p, err := serverproc.Start(ctx, name, o.dir, nil, args...)
-		return p, profile, err
+	case "centrifuge":
+		args = []string{bins.centrifuge, "-addr", "127.0.0.1:0"}
 	default:
 		// exec keeps the pid node's own, so /proc measures node, not bash.
-		p, err := serverproc.Start(ctx, name, nodeDir, []string{"PORT=0"},
+		p, err := serverproc.Start(ctx, name, bins.nodeDir, []string{"PORT=0"},
 			"bash", "-c", `ulimit -n "$(ulimit -Hn)" && exec node server.js`)
 		return p, "", err
 	}
+	profile := ""
+	if o.cpuProfile != "" {
+		profile = fmt.Sprintf("%s-%s-c%d.pprof", o.cpuProfile, name, clients)
+		args = append(args, "-cpuprofile", profile)
+	}
+	p, err := serverproc.Start(ctx, name, o.dir, nil, args...)
+	return p, profile, err
+}
+
+// protocol is what the clients of server name speak.
+func protocol(name string) loadclient.Protocol {
+	if name == "centrifuge" {
+		return loadclient.Centrifuge
+	}
+	return loadclient.SocketIO
 }
 
 // target is one server with its clients connected, between rungs.
@@ -125,9 +136,9 @@ func (t *target) close() {
 
 // setup starts a server, takes its empty RSS, connects the load clients and
 // the probes, and takes its idle RSS once they have settled.
-func setup(ctx context.Context, o options, name string, clients int, nodeDir, walcastBin string) (*target, error) {
+func setup(ctx context.Context, o options, name string, clients int, bins servers) (*target, error) {
 	t := &target{run: serverRun{server: name, clients: clients, probes: o.probes, slow: o.slow}}
-	srv, profile, err := startServer(ctx, o, name, clients, nodeDir, walcastBin)
+	srv, profile, err := startServer(ctx, o, name, clients, bins)
 	if err != nil {
 		return nil, err
 	}
@@ -152,8 +163,9 @@ func setup(ctx context.Context, o options, name string, clients int, nodeDir, wa
 	start := time.Now()
 	dialCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	t.pool, err = loadclient.Dial(dialCtx, loadclient.Config{
-		Addr:    srv.Addr,
-		Workers: o.workers,
+		Addr:     srv.Addr,
+		Protocol: protocol(name),
+		Workers:  o.workers,
 		// About 50 connections spread over the population also time their
 		// ticks, a cross-check of the probes that sees every position in
 		// the server's fan-out order, not just the last-connected ones.
@@ -164,13 +176,13 @@ func setup(ctx context.Context, o options, name string, clients int, nodeDir, wa
 	if err != nil {
 		return nil, err
 	}
-	if t.probes, err = startProbes(ctx, nodeDir, srv.Addr, o.probes); err != nil {
+	if t.probes, err = startProbes(ctx, bins.nodeDir, srv.Addr, o.probes, protocol(name)); err != nil {
 		return nil, err
 	}
 	if o.slow > 0 {
 		dialCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		t.slow, err = loadclient.Dial(dialCtx, loadclient.Config{
-			Addr: srv.Addr, Workers: 1, ReadRate: o.slowRate, Logger: o.logger,
+			Addr: srv.Addr, Protocol: protocol(name), Workers: 1, ReadRate: o.slowRate, Logger: o.logger,
 		}, o.slow)
 		cancel()
 		if err != nil {
@@ -200,7 +212,7 @@ func setup(ctx context.Context, o options, name string, clients int, nodeDir, wa
 // interleave, all servers are up at once and take turns rung by rung, so a
 // change in the machine's background load hits both sides of a ratio alike;
 // otherwise each server runs its whole ladder alone.
-func measureAll(ctx context.Context, o options, clients int, nodeDir, walcastBin string) ([]serverRun, error) {
+func measureAll(ctx context.Context, o options, clients int, bins servers) ([]serverRun, error) {
 	var groups [][]string
 	if o.interleave {
 		groups = [][]string{o.servers}
@@ -220,7 +232,7 @@ func measureAll(ctx context.Context, o options, clients int, nodeDir, walcastBin
 			}
 		}
 		for _, name := range names {
-			t, err := setup(ctx, o, name, clients, nodeDir, walcastBin)
+			t, err := setup(ctx, o, name, clients, bins)
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("%s with %d clients: %w", name, clients, err)

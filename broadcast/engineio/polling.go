@@ -109,11 +109,16 @@ func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 		// Released for an upgrade with nothing queued.
 		body = append(body, s.srv.noopPkt.pollBytes()...)
 	}
+	delivered := len(batch)
+	if final != nil {
+		delivered++
+	}
 	clear(batch)
 	s.mu.Lock()
 	if s.spare == nil {
 		s.spare = batch[:0]
 	}
+	s.countLocked(delivered, len(body), 0)
 	s.mu.Unlock()
 	writePollResponse(w, body)
 }

@@ -4,13 +4,16 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,12 +30,22 @@ type Server struct {
 	closePkt *Packet
 	probePkt *Packet
 
-	// flush delays writer starts when cfg.WriteDelay is set; nil otherwise.
-	flush *flusher
+	// shards write the WebSocket sessions' queues, one goroutine per CPU.
+	shards    []*writeShard
+	nextShard atomic.Uint32
 
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
+	// poll is the idle-connection poller, made with the first WebSocket;
+	// pollErr says why there is none.
+	poll    *poller
+	pollErr error
+
+	// Counters for Stats beyond the open sessions' own.
+	closedStats Stats
+	late        lateCounts
+	slowCuts    atomic.Uint64
 }
 
 // NewServer returns a server; onSession runs once per new session after the
@@ -49,9 +62,7 @@ func NewServer(cfg Config, onSession func(s *Session)) *Server {
 		probePkt:  newControl(typePong, "probe"),
 		sessions:  make(map[string]*Session),
 	}
-	if cfg.WriteDelay > 0 {
-		s.flush = newFlusher(cfg.WriteDelay)
-	}
+	s.shards = newWriteShards(runtime.GOMAXPROCS(0), cfg.WriteDelay)
 	return s
 }
 
@@ -309,8 +320,28 @@ func (s *Server) unregister(sess *Session) {
 	s.mu.Lock()
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
+		s.foldStatsLocked(sess)
 	}
 	s.mu.Unlock()
+}
+
+// shardFor spreads new sessions over the write shards.
+func (s *Server) shardFor() *writeShard {
+	return s.shards[int(s.nextShard.Add(1))%len(s.shards)]
+}
+
+// poller returns the server's idle-connection poller, starting it on first
+// use; nil where there is none (then readers wait on goroutines).
+func (s *Server) poller() *poller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.poll == nil && s.pollErr == nil && !s.closed {
+		s.poll, s.pollErr = newPoller()
+		if s.pollErr != nil && !errors.Is(s.pollErr, errNoPoller) {
+			s.log.Warn("engine.io: idle connections will each hold a reader goroutine", "err", s.pollErr)
+		}
+	}
+	return s.poll
 }
 
 // Close closes every session with reason "server shutting down".
@@ -321,9 +352,18 @@ func (s *Server) Close() {
 	for _, sess := range s.sessions {
 		all = append(all, sess)
 	}
+	p := s.poll
 	s.mu.Unlock()
 	for _, sess := range all {
 		sess.Close("server shutting down")
+	}
+	if p != nil {
+		// The closing handshakes still need their readers: the poller
+		// stops once they are over (or cut off).
+		time.AfterFunc(2*closeGrace, p.close)
+	}
+	for _, w := range s.shards {
+		w.close()
 	}
 }
 

@@ -23,9 +23,10 @@ const (
 	// closeReader is used by a WebSocket reader that ends the connection
 	// itself on its way out.
 	closeReader
-	// closeOverflow is closeHard from inside Send: the sender may hold
-	// locks that OnClose needs (a broadcasting adapter holds its room lock,
-	// and the socket's disconnect leaves its rooms), so OnClose runs on a
+	// closeOverflow is closeHard from inside Send (a full queue, or a
+	// failed write from the sender's goroutine): the sender may hold locks
+	// that OnClose needs (a broadcasting adapter holds its room lock, and
+	// the socket's disconnect leaves its rooms), so OnClose runs on a
 	// goroutine of its own.
 	closeOverflow
 )
@@ -62,8 +63,11 @@ type Session struct {
 	// corked holds queued packets back while positive (see Cork).
 	corked int
 
-	ws      *wsConn
+	ws *wsConn
+	// writing: a writer has the WebSocket (its shard, or a goroutine
+	// waiting for a slow client); sends only queue meanwhile.
 	writing bool
+	shard   *writeShard
 
 	polling bool
 	posting bool
@@ -79,6 +83,11 @@ type Session struct {
 	probed          bool
 	upgradeTimer    *time.Timer
 
+	// Counters for Server.Stats, under mu (see countLocked): packets
+	// written to the transport, bytes written, packets that never will be.
+	delivered, written, dropped uint64
+	folded                      bool // the server took the counters over
+
 	hbTimer      *time.Timer
 	awaitingPong bool
 	// nextPing is when the current heartbeat cycle's ping is due; the pong
@@ -93,6 +102,7 @@ func newSession(srv *Server, id string, hs *HandshakeInfo, transport string) *Se
 		id:        id,
 		handshake: hs,
 		transport: transport,
+		shard:     srv.shardFor(),
 	}
 	if transport == "polling" {
 		s.pollWake = make(chan struct{}, 1)
@@ -123,19 +133,21 @@ func (s *Session) SetHandlers(h Handlers) { s.handlers = h }
 func (s *Session) Send(pkts ...*Packet) bool {
 	s.mu.Lock()
 	if s.closed {
+		s.countLocked(0, 0, len(pkts))
 		s.mu.Unlock()
 		return false
 	}
 	if len(s.queue)+len(pkts) > s.srv.cfg.SendQueue {
+		s.countLocked(0, 0, len(pkts))
 		s.mu.Unlock()
+		s.srv.slowCuts.Add(1)
 		s.srv.log.Warn("engine.io send queue overflow, closing transport",
 			"sid", s.id, "queued", s.srv.cfg.SendQueue, "reason", "slow consumer")
 		s.close("slow consumer", closeOverflow)
 		return false
 	}
 	s.queue = append(s.queue, pkts...)
-	s.kickLocked()
-	s.mu.Unlock()
+	s.kickAndUnlock()
 	return true
 }
 
@@ -160,41 +172,35 @@ func (s *Session) Uncork() {
 	if s.corked > 0 {
 		s.corked--
 		if s.corked == 0 && len(s.queue) > 0 && !s.closed {
-			s.kickLocked()
+			s.kickAndUnlock()
+			return
 		}
 	}
 	s.mu.Unlock()
 }
 
-// kickLocked gets queued packets moving: it starts the WebSocket writer if
-// none runs, or wakes a pending poll. The writer goroutine exists only
-// while there is something to write.
-func (s *Session) kickLocked() {
+// kickAndUnlock gets queued packets moving and releases s.mu: on WebSocket
+// it marks the session due on its write shard unless a writer already has
+// it, on polling it wakes the pending poll.
+func (s *Session) kickAndUnlock() {
 	if s.corked > 0 {
+		s.mu.Unlock()
 		return
 	}
-	if s.ws != nil {
-		if !s.writing {
-			s.writing = true
-			if s.srv.flush != nil {
-				s.srv.flush.add(s)
-			} else {
-				s.startWriterLocked(s.ws)
-			}
-		}
+	if s.ws == nil {
+		s.wakePollLocked()
+		s.mu.Unlock()
 		return
 	}
-	s.wakePollLocked()
-}
-
-// startWriterLocked starts c's writer goroutine. The goroutine's function
-// is made once per connection: `go s.writeLoop(c)` would allocate a closure
-// on every start, and an idle session's writer starts once per broadcast.
-func (s *Session) startWriterLocked(c *wsConn) {
-	if c.writer == nil {
-		c.writer = func() { s.writeLoop(c) }
+	if s.writing {
+		s.mu.Unlock()
+		return
 	}
-	go c.writer()
+	s.writing = true
+	if !s.shard.add(s) {
+		s.startWriterLocked(s.ws)
+	}
+	s.mu.Unlock()
 }
 
 func (s *Session) wakePollLocked() {
@@ -227,12 +233,11 @@ func (s *Session) onHeartbeat() {
 		return
 	}
 	s.awaitingPong = true
+	s.hbTimer.Reset(time.Until(s.nextPing.Add(s.srv.cfg.PingTimeout)))
 	// The ping may exceed the queue bound by one; a session that full is
 	// cut by the next Send anyway.
 	s.queue = append(s.queue, s.srv.pingPkt)
-	s.kickLocked()
-	s.hbTimer.Reset(time.Until(s.nextPing.Add(s.srv.cfg.PingTimeout)))
-	s.mu.Unlock()
+	s.kickAndUnlock()
 }
 
 // pongOverdueLocked reports whether the heartbeat deadline has passed even
@@ -340,6 +345,7 @@ func (s *Session) close(reason string, mode closeMode) {
 		s.finalPkt = s.srv.closePkt
 	}
 	if !s.keepQueue {
+		s.countLocked(0, 0, len(s.queue))
 		clear(s.queue)
 		s.queue = s.queue[:0]
 	}
@@ -368,11 +374,11 @@ func (s *Session) close(reason string, mode closeMode) {
 		s.srv.unregister(s)
 	}
 	if up != nil {
-		up.conn.Close()
+		up.close()
 	}
 	if ws != nil && !graceful && mode != closeReader {
 		if mode == closeHard || mode == closeOverflow {
-			ws.conn.Close()
+			ws.close()
 		} else {
 			ws.closeWithFrame(wsCloseNormal)
 		}

@@ -43,13 +43,11 @@ func BenchmarkFanout(b *testing.B) {
 	p := NewMessage(bytes.Repeat([]byte("x"), 300))
 	frame := p.wsBytes()
 	b.Run(fmt.Sprintf("bare-write/sessions=%d", n), func(b *testing.B) {
-		raws := make([]*rawIO, n)
-		for i, s := range env.sessions {
-			raws[i] = s.ws.raw
-		}
+		w := newRawWriter()
+		bufs := [][]byte{frame}
 		measureFanout(b, n, func() {
-			for _, r := range raws {
-				if k, err := r.writeNow([][]byte{frame}); err != nil || k != len(frame) {
+			for _, s := range env.sessions {
+				if k, err := w.write(s.ws.rc, bufs); err != nil || k != len(frame) {
 					b.Fatalf("bare write: %d %v", k, err)
 				}
 			}
@@ -153,7 +151,7 @@ func startFanoutEnv(b *testing.B, n int) *fanoutEnv {
 	for _, s := range env.sessions {
 		for {
 			s.mu.Lock()
-			ready := s.ws != nil && s.ws.raw != nil
+			ready := s.ws != nil && s.ws.rc != nil
 			s.mu.Unlock()
 			if ready {
 				break

@@ -69,13 +69,14 @@ func eventID(ev *unix.EpollEvent) uint64 {
 // armEvents: input, the peer's FIN or an error, reported once.
 const armEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 
-// watch arms c so its reader starts (c.onReadable, on a new goroutine)
+// watch arms c so its reader starts (its session's readLoop, on a new
+// goroutine)
 // once input arrives, and reports whether it did: it does not when the
 // connection has no descriptor of its own, is closed, or the poller is.
 // Only c's reader, as its last step, or whoever owns c before any reader
 // ran may call it.
 func (p *poller) watch(c *wsConn) bool {
-	if c.raw == nil {
+	if c.rc == nil {
 		return false
 	}
 	// Held across epoll_ctl, so close cannot release the epoll set
@@ -97,7 +98,7 @@ func (p *poller) watch(c *wsConn) bool {
 	var cerr error
 	// Under Control the descriptor cannot be closed and its number
 	// handed to a new connection while epoll_ctl uses it.
-	if err := c.raw.fd(func(fd uintptr) { cerr = unix.EpollCtl(p.epfd, op, int(fd), &ev) }); err != nil || cerr != nil {
+	if err := c.rc.Control(func(fd uintptr) { cerr = unix.EpollCtl(p.epfd, op, int(fd), &ev) }); err != nil || cerr != nil {
 		delete(p.conns, c.pollID)
 		return false
 	}
@@ -141,7 +142,7 @@ func (p *poller) run() {
 				return
 			}
 			if c := p.conns[id]; c != nil {
-				go c.onReadable()
+				go c.sess.readLoop(c)
 			}
 		}
 		p.mu.Unlock()

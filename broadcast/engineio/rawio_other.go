@@ -2,12 +2,20 @@
 
 package engineio
 
-// rawIO exists on Linux only; elsewhere every WebSocket connection writes
-// through a writer goroutine and reads on a goroutine of its own.
-type rawIO struct{}
+import (
+	"net"
+	"syscall"
+)
 
-func newRawIO(any) *rawIO { return nil }
+// Off Linux every WebSocket connection writes through a writer goroutine
+// and reads on a goroutine of its own.
 
-func (*rawIO) writeNow([][]byte) (int, error) { return 0, errWouldBlock }
+func rawConnOf(net.Conn) syscall.RawConn { return nil }
 
-func (*rawIO) readNow([]byte) (int, error) { return 0, errWouldBlock }
+type rawWriter struct{ bufs [][]byte }
+
+func newRawWriter() *rawWriter { return &rawWriter{} }
+
+func (*rawWriter) write(syscall.RawConn, [][]byte) (int, error) { return 0, errWouldBlock }
+
+func readNow(syscall.RawConn, []byte) (int, error) { return 0, errWouldBlock }

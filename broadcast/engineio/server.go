@@ -30,6 +30,7 @@ type Server struct {
 	closePkt *Packet
 	probePkt *Packet
 
+	hb *heartbeats
 	// shards write the WebSocket sessions' queues, one goroutine per CPU.
 	shards    []*writeShard
 	nextShard atomic.Uint32
@@ -63,6 +64,7 @@ func NewServer(cfg Config, onSession func(s *Session)) *Server {
 		sessions:  make(map[string]*Session),
 	}
 	s.shards = newWriteShards(runtime.GOMAXPROCS(0), cfg.WriteDelay)
+	s.hb = newHeartbeats((*Session).onPingDue, (*Session).onPongDue)
 	return s
 }
 

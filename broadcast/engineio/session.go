@@ -88,7 +88,12 @@ type Session struct {
 	delivered, written, dropped uint64
 	folded                      bool // the server took the counters over
 
-	hbTimer      *time.Timer
+	// The heartbeat (see heartbeats): hbGen names the live schedule, hbSeq
+	// its entry in the ping (hbPong false) or pong queue.
+	hbStarted    bool
+	hbPong       bool
+	hbGen        uint32
+	hbSeq        uint64
 	awaitingPong bool
 	// nextPing is when the current heartbeat cycle's ping is due; the pong
 	// is overdue after nextPing+PingTimeout. Deadlines are absolute so a
@@ -210,20 +215,44 @@ func (s *Session) wakePollLocked() {
 	}
 }
 
-// start arms the heartbeat: one timer per session, alternating between
-// "time to ping" and "pong overdue".
+// start arms the heartbeat: the session's ping is due PingInterval from
+// now.
 func (s *Session) start() {
 	s.mu.Lock()
 	if !s.closed {
+		s.hbStarted = true
 		s.nextPing = time.Now().Add(s.srv.cfg.PingInterval)
-		s.hbTimer = time.AfterFunc(s.srv.cfg.PingInterval, s.onHeartbeat)
+		s.scheduleLocked(&s.srv.hb.ping, false, s.nextPing)
 	}
 	s.mu.Unlock()
 }
 
-func (s *Session) onHeartbeat() {
+// scheduleLocked makes the session's next heartbeat step an entry due at
+// due in q, replacing the one before.
+func (s *Session) scheduleLocked(q *hbQueue, pong bool, due time.Time) {
+	s.hbGen++
+	s.hbPong = pong
+	s.hbSeq = q.push(s, s.hbGen, due)
+}
+
+// cancelHeartbeatLocked drops the session's queued heartbeat step.
+func (s *Session) cancelHeartbeatLocked() {
+	if !s.hbStarted {
+		return
+	}
+	s.hbGen++
+	q := &s.srv.hb.ping
+	if s.hbPong {
+		q = &s.srv.hb.pong
+	}
+	q.cancel(s, s.hbSeq)
+}
+
+// onPingDue sends the ping of heartbeat schedule gen, and waits for the
+// pong until PingTimeout after the ping was due.
+func (s *Session) onPingDue(gen uint32) {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || gen != s.hbGen {
 		s.mu.Unlock()
 		return
 	}
@@ -233,17 +262,27 @@ func (s *Session) onHeartbeat() {
 		return
 	}
 	s.awaitingPong = true
-	s.hbTimer.Reset(time.Until(s.nextPing.Add(s.srv.cfg.PingTimeout)))
+	s.scheduleLocked(&s.srv.hb.pong, true, s.nextPing.Add(s.srv.cfg.PingTimeout))
 	// The ping may exceed the queue bound by one; a session that full is
 	// cut by the next Send anyway.
 	s.queue = append(s.queue, s.srv.pingPkt)
 	s.kickAndUnlock()
 }
 
+// onPongDue closes the session if the pong of schedule gen has not come.
+func (s *Session) onPongDue(gen uint32) {
+	s.mu.Lock()
+	due := !s.closed && gen == s.hbGen && s.awaitingPong
+	s.mu.Unlock()
+	if due {
+		s.close("ping timeout", closeFrame)
+	}
+}
+
 // pongOverdueLocked reports whether the heartbeat deadline has passed even
 // if its timer has not fired yet (timers run late on a busy machine).
 func (s *Session) pongOverdueLocked(now time.Time) bool {
-	return s.hbTimer != nil && now.After(s.nextPing.Add(s.srv.cfg.PingTimeout))
+	return s.hbStarted && now.After(s.nextPing.Add(s.srv.cfg.PingTimeout))
 }
 
 // checkHeartbeat closes the session if its pong is overdue; requests call
@@ -263,7 +302,8 @@ func (s *Session) onPong() {
 	if s.awaitingPong && !s.closed {
 		s.awaitingPong = false
 		s.nextPing = time.Now().Add(s.srv.cfg.PingInterval)
-		s.hbTimer.Reset(s.srv.cfg.PingInterval)
+		s.cancelHeartbeatLocked()
+		s.scheduleLocked(&s.srv.hb.ping, false, s.nextPing)
 	}
 	s.mu.Unlock()
 }
@@ -327,9 +367,7 @@ func (s *Session) close(reason string, mode closeMode) {
 	}
 	s.closed = true
 	s.reason = reason
-	if s.hbTimer != nil {
-		s.hbTimer.Stop()
-	}
+	s.cancelHeartbeatLocked()
 	if s.upgradeTimer != nil {
 		s.upgradeTimer.Stop()
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -31,12 +32,13 @@ const (
 // the kernel's send buffer is full.
 type wsConn struct {
 	conn net.Conn
-	// raw writes and reads without waiting; nil when the connection has no
+	sess *Session
+	// rc writes and reads without waiting; nil when the connection has no
 	// descriptor of its own (or off Linux): then a writer goroutine writes
 	// and the reader waits on a goroutine of its own.
-	raw *rawIO
+	rc syscall.RawConn
 	// poll is the server's poller, set before the connection is shared;
-	// nil when raw is, or the server has none. polled says whether the
+	// nil when rc is, or the server has none. polled says whether the
 	// poller watches it between frames: owned by the reader.
 	poll   *poller
 	pollID uint64
@@ -49,18 +51,13 @@ type wsConn struct {
 	// these bytes are all header.
 	head [minClientHeader]byte
 
-	wmu  sync.Mutex // serialises the session writer and control replies
-	bufs [][]byte
-	nb   net.Buffers
+	wmu sync.Mutex // serialises the session writer and control replies
 	// The packets taken off the queue and not yet all written: the ones
 	// before heldIdx are, and heldOff bytes of the next. Owned by whoever
 	// holds the session's writing flag.
 	held    []*Packet
 	heldIdx int
 	heldOff int
-
-	writer     func() // the session's writeLoop for this connection; see startWriterLocked
-	onReadable func() // the session's readLoop for this connection, started by the poller
 }
 
 // close closes the connection, first taking it off the poller.
@@ -96,7 +93,7 @@ func (c *wsConn) awaitFrame() error {
 	var n int
 	var err error
 	if c.polled {
-		n, err = c.raw.readNow(c.head[:])
+		n, err = readNow(c.rc, c.head[:])
 		if errors.Is(err, errWouldBlock) {
 			return errIdle
 		}
@@ -269,7 +266,7 @@ func accept(w http.ResponseWriter, r *http.Request, sendBuffer int) (*wsConn, er
 		// still correct, only less tightly bounded.
 		_ = sb.SetWriteBuffer(sendBuffer)
 	}
-	c := &wsConn{conn: conn, raw: newRawIO(conn)}
+	c := &wsConn{conn: conn, rc: rawConnOf(conn)}
 	if n := rw.Reader.Buffered(); n > 0 {
 		b, _ := rw.Reader.Peek(n)
 		c.pre = append([]byte(nil), b...)
@@ -299,8 +296,8 @@ func (s *Server) acceptWebSocket(sess *Session, w http.ResponseWriter, r *http.R
 
 // prepareReading attaches the poller to a connection before it is shared.
 func (s *Server) prepareReading(sess *Session, c *wsConn) {
-	c.onReadable = func() { sess.readLoop(c) }
-	if c.raw != nil {
+	c.sess = sess
+	if c.rc != nil {
 		c.poll = s.poller()
 	}
 }
@@ -318,7 +315,7 @@ func (s *Session) startReading(c *wsConn) {
 		}
 		c.polled = false
 	}
-	go c.onReadable()
+	go s.readLoop(c)
 }
 
 // upgradeSession takes a WebSocket that asks to replace the polling

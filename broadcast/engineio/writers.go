@@ -20,6 +20,7 @@ import (
 // events that follow within it leave in the same write.
 type writeShard struct {
 	delay time.Duration
+	raw   *rawWriter // the goroutine's scratch space for writing
 
 	mu      sync.Mutex
 	due     []*Session
@@ -33,7 +34,7 @@ type writeShard struct {
 func newWriteShards(n int, delay time.Duration) []*writeShard {
 	shards := make([]*writeShard, n)
 	for i := range shards {
-		shards[i] = &writeShard{delay: delay, wake: make(chan struct{}, 1)}
+		shards[i] = &writeShard{delay: delay, raw: newRawWriter(), wake: make(chan struct{}, 1)}
 	}
 	return shards
 }
@@ -85,7 +86,7 @@ func (w *writeShard) run() {
 			w.mu.Unlock()
 			for i, s := range due {
 				s.mu.Lock()
-				s.drainLocked(s.ws, false)
+				s.drainLocked(s.ws, w.raw)
 				due[i] = nil
 			}
 			w.mu.Lock()

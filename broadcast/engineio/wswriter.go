@@ -1,18 +1,20 @@
 package engineio
 
-import "errors"
+import (
+	"errors"
+	"net"
+)
 
 // drainLocked writes the session's queue onto c until it is empty, first
 // finishing what an earlier writer left half written. The caller holds s.mu
 // and the writing flag; drainLocked releases s.mu.
 //
-// With wait false it never blocks, so a broadcaster can write to each
-// socket straight from its own loop: a delivery is then one system call,
-// with no goroutine started or woken. When the kernel's send buffer is full
-// it hands what is left to a writer goroutine (wait true), which waits for
-// the client to read; sends that come meanwhile queue behind it, so the
-// order of packets is the order of Send calls.
-func (s *Session) drainLocked(c *wsConn, wait bool) {
+// With a rawWriter (a write shard's) it never blocks: a delivery is one
+// system call, with no goroutine of its own started or woken. When the
+// kernel's send buffer is full it hands what is left to a writer goroutine
+// (w nil), which waits for the client to read; sends that come meanwhile
+// queue behind it, so the order of packets is the order of Send calls.
+func (s *Session) drainLocked(c *wsConn, w *rawWriter) {
 	for {
 		if s.closed && !s.keepQueue {
 			// Closed hard (the connection is closed or closing): the
@@ -46,10 +48,10 @@ func (s *Session) drainLocked(c *wsConn, wait bool) {
 		c.wmu.Lock()
 		var pkts, n int
 		var err error
-		if wait {
+		if w == nil {
 			pkts, n, err = c.writeHeld()
 		} else {
-			pkts, n, err = c.writeHeldNow()
+			pkts, n, err = c.writeHeldNow(w)
 		}
 		c.wmu.Unlock()
 
@@ -68,7 +70,7 @@ func (s *Session) drainLocked(c *wsConn, wait bool) {
 			s.writing = false
 			s.mu.Unlock()
 			s.srv.log.Debug("engine.io websocket write", "sid", s.id, "err", err)
-			if wait {
+			if w == nil {
 				s.close("transport error", closeHard)
 			} else {
 				// The sender may hold locks OnClose needs.
@@ -93,14 +95,10 @@ func (s *Session) releaseHeldLocked(c *wsConn) {
 	c.held, c.heldIdx, c.heldOff = nil, 0, 0
 }
 
-// startWriterLocked starts c's writer goroutine. The goroutine's function
-// is made once per connection: `go s.writeLoop(c)` would allocate a closure
-// on every start.
+// startWriterLocked starts c's writer goroutine, for a client that reads
+// slower than the session sends.
 func (s *Session) startWriterLocked(c *wsConn) {
-	if c.writer == nil {
-		c.writer = func() { s.writeLoop(c) }
-	}
-	go c.writer()
+	go s.writeLoop(c)
 }
 
 // writeLoop is the writer goroutine: it drains the queue, waiting for the
@@ -113,22 +111,20 @@ func (s *Session) startWriterLocked(c *wsConn) {
 // first), and the heartbeat keeps queueing pings, so one of the two comes.
 func (s *Session) writeLoop(c *wsConn) {
 	s.mu.Lock()
-	s.drainLocked(c, true)
+	s.drainLocked(c, nil)
 }
 
-// heldBytes returns the not yet written bytes of the held packets, from
-// packet heldIdx on, in c.bufs.
-func (c *wsConn) heldBytes() [][]byte {
-	bufs := c.bufs[:0]
-	for i := c.heldIdx; i < len(c.held) && len(bufs) < maxWriteVectors; i++ {
+// heldBytes appends the not yet written bytes of the held packets, from
+// packet heldIdx on, to dst.
+func (c *wsConn) heldBytes(dst [][]byte) [][]byte {
+	for i := c.heldIdx; i < len(c.held) && len(dst) < maxWriteVectors; i++ {
 		b := c.held[i].wsBytes()
 		if i == c.heldIdx {
 			b = b[c.heldOff:]
 		}
-		bufs = append(bufs, b)
+		dst = append(dst, b)
 	}
-	c.bufs = bufs
-	return bufs
+	return dst
 }
 
 // maxWriteVectors bounds the packets one write system call carries, under
@@ -156,17 +152,18 @@ func (c *wsConn) advance(n int) int {
 // writeHeldNow writes the held packets without waiting: errWouldBlock when
 // the kernel's send buffer filled before they were all written (or the
 // connection cannot write without waiting at all).
-func (c *wsConn) writeHeldNow() (pkts, written int, err error) {
-	if c.raw == nil {
+func (c *wsConn) writeHeldNow(w *rawWriter) (pkts, written int, err error) {
+	if c.rc == nil {
 		return 0, 0, errWouldBlock
 	}
 	for c.heldIdx < len(c.held) {
-		bufs := c.heldBytes()
+		bufs := c.heldBytes(w.bufs[:0])
+		w.bufs = bufs
 		want := 0
 		for _, b := range bufs {
 			want += len(b)
 		}
-		n, err := c.raw.writeNow(bufs)
+		n, err := w.write(c.rc, bufs)
 		clear(bufs)
 		written += n
 		pkts += c.advance(n)
@@ -183,12 +180,13 @@ func (c *wsConn) writeHeldNow() (pkts, written int, err error) {
 // writeHeld writes the held packets, waiting for the client to read as
 // long as it takes.
 func (c *wsConn) writeHeld() (pkts, written int, err error) {
+	var bufs [][]byte
 	for c.heldIdx < len(c.held) {
-		c.nb = c.heldBytes()
+		bufs = c.heldBytes(bufs[:0])
+		nb := net.Buffers(bufs)
 		var n int64
-		n, err = c.nb.WriteTo(c.conn)
-		clear(c.bufs)
-		c.nb = nil
+		n, err = nb.WriteTo(c.conn)
+		clear(bufs)
 		written += int(n)
 		pkts += c.advance(int(n))
 		if err != nil {

@@ -49,7 +49,7 @@ func TestKeptHeader(t *testing.T) {
 }
 
 func TestKeptQuery(t *testing.T) {
-	in := url.Values{"EIO": {"4"}, "transport": {"websocket"}, "tag": {"a", "b"}}
+	in := url.Values{"EIO": {"4"}, "transport": {"websocket"}, "tag": {"a", "b"}, "empty": {""}, "": {"nameless"}}
 	got := keptQuery(in)
 	if !maps.EqualFunc(got, in, slices.Equal) {
 		t.Fatalf("got %v, want %v", got, in)

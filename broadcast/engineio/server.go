@@ -160,8 +160,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	transport := q.Get("transport")
-	if transport != "polling" && transport != "websocket" {
+	// The constants, not the query's string: a session keeps its
+	// transport name, and the query's strings hold the request line.
+	var transport string
+	switch q.Get("transport") {
+	case "polling":
+		transport = "polling"
+	case "websocket":
+		transport = "websocket"
+	default:
 		abort(w, r, errUnknownTransport)
 		return
 	}

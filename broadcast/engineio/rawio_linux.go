@@ -11,9 +11,10 @@ import (
 // The kernel, called directly: a write that never waits, so a write shard
 // can write to any socket from its own loop, and a read that never waits,
 // so a reader can tell that the client has nothing more to say and leave
-// the connection to the poller. Both go through syscall.RawConn, which
-// keeps the descriptor open while they run; a write or read the kernel
-// cannot take now reports errWouldBlock instead of parking the goroutine.
+// the connection to the poller. A write or read the kernel cannot take now
+// reports errWouldBlock instead of parking the goroutine. Reads go through
+// syscall.RawConn, which keeps the descriptor open while they run; writes,
+// which are many, use the connection's own guard (wsConn.fdMu).
 
 // rawConnOf returns c's descriptor access, nil when it has none.
 func rawConnOf(c net.Conn) syscall.RawConn {
@@ -35,19 +36,14 @@ type rawWriter struct {
 	iov  []syscall.Iovec
 	n    int
 	err  error
-	fn   func(fd uintptr) bool // made once, so a write allocates nothing
 }
 
-func newRawWriter() *rawWriter {
-	w := &rawWriter{}
-	w.fn = w.writev
-	return w
-}
+func newRawWriter() *rawWriter { return &rawWriter{} }
 
-// write writes bufs to rc in one system call, as much of them as the
+// write writes bufs to c in one system call, as much of them as the
 // kernel's send buffer takes; a full buffer is errWouldBlock with nothing
 // written.
-func (w *rawWriter) write(rc syscall.RawConn, bufs [][]byte) (int, error) {
+func (w *rawWriter) write(c *wsConn, bufs [][]byte) (int, error) {
 	iov := w.iov[:0]
 	for _, b := range bufs {
 		if len(b) > 0 {
@@ -56,17 +52,21 @@ func (w *rawWriter) write(rc syscall.RawConn, bufs [][]byte) (int, error) {
 	}
 	w.iov = iov
 	w.n, w.err = 0, nil
-	err := rc.Write(w.fn)
+	c.fdMu.Lock()
+	if c.fdClosed || c.fd < 0 {
+		c.fdMu.Unlock()
+		clear(iov)
+		return 0, net.ErrClosed
+	}
+	w.writev(uintptr(c.fd))
+	c.fdMu.Unlock()
 	// The vectors point into packets shared by every session: the
 	// scratch must not keep the last ones alive.
 	clear(iov)
-	if err != nil {
-		return 0, err
-	}
 	return w.n, w.err
 }
 
-func (w *rawWriter) writev(fd uintptr) bool {
+func (w *rawWriter) writev(fd uintptr) {
 	for {
 		var n uintptr
 		var errno syscall.Errno
@@ -85,8 +85,7 @@ func (w *rawWriter) writev(fd uintptr) bool {
 		default:
 			w.err = errno
 		}
-		// true: never wait for the socket to become writable here
-		return true
+		return
 	}
 }
 

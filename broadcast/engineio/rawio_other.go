@@ -16,6 +16,6 @@ type rawWriter struct{ bufs [][]byte }
 
 func newRawWriter() *rawWriter { return &rawWriter{} }
 
-func (*rawWriter) write(syscall.RawConn, [][]byte) (int, error) { return 0, errWouldBlock }
+func (*rawWriter) write(*wsConn, [][]byte) (int, error) { return 0, errWouldBlock }
 
 func readNow(syscall.RawConn, []byte) (int, error) { return 0, errWouldBlock }

@@ -37,7 +37,27 @@ const closeLinger = 2 * time.Second
 
 // Session is one Engine.IO client connection, across transports.
 type Session struct {
-	srv       *Server
+	// What Send and the writers touch comes first, so that a delivery to
+	// a session that has been out of the cache since the last one misses
+	// as few lines as it can.
+	mu sync.Mutex
+	// writing: a writer has the WebSocket (its shard, or a goroutine
+	// waiting for a slow client); sends only queue meanwhile.
+	writing   bool
+	closed    bool
+	keepQueue bool // a graceful close still delivers the queue
+	folded    bool // the server took the counters over
+	// corked holds queued packets back while positive (see Cork).
+	corked int32
+	queue  []*Packet
+	spare  []*Packet
+	ws     *wsConn
+	srv    *Server
+	shard  *writeShard
+	// Counters for Server.Stats, under mu (see countLocked): packets
+	// written to the transport, bytes written, packets that never will be.
+	delivered, written, dropped uint64
+
 	id        string
 	handshake *HandshakeInfo
 	handlers  Handlers
@@ -46,28 +66,14 @@ type Session struct {
 	// the upgrading WebSocket could both deliver.
 	deliverMu sync.Mutex
 
-	mu         sync.Mutex
 	transport  string
-	closed     bool
 	delivering bool
 	onCloseDue bool
 	reason     string
 	finalPkt   *Packet // what a pending poll answers after close
-	keepQueue  bool    // a graceful close still delivers the queue
 	// lingering keeps a closed polling session reachable until its next
 	// poll collects finalPkt, as the reference server's closeTimeout does.
 	lingering bool
-
-	queue []*Packet
-	spare []*Packet
-	// corked holds queued packets back while positive (see Cork).
-	corked int
-
-	ws *wsConn
-	// writing: a writer has the WebSocket (its shard, or a goroutine
-	// waiting for a slow client); sends only queue meanwhile.
-	writing bool
-	shard   *writeShard
 
 	polling bool
 	posting bool
@@ -82,11 +88,6 @@ type Session struct {
 	upgradeReserved bool
 	probed          bool
 	upgradeTimer    *time.Timer
-
-	// Counters for Server.Stats, under mu (see countLocked): packets
-	// written to the transport, bytes written, packets that never will be.
-	delivered, written, dropped uint64
-	folded                      bool // the server took the counters over
 
 	// The heartbeat (see heartbeats): hbGen names the live schedule, hbSeq
 	// its entry in the ping (hbPong false) or pong queue.

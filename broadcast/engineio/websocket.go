@@ -31,11 +31,28 @@ const (
 // sends (see Session.drainLocked), a writer goroutine existing only while
 // the kernel's send buffer is full.
 type wsConn struct {
+	// What a write touches comes first (see Session).
+	wmu sync.Mutex // serialises the session writer and control replies
+	// fd is the descriptor, for writes without net.Conn's bookkeeping
+	// (each of its layers is one more cache miss per delivery); -1 when
+	// there is none. close sets fdClosed under fdMu before it closes the
+	// connection, so such a write never meets a descriptor number closed
+	// and handed to another connection.
+	fdMu     sync.Mutex
+	fdClosed bool
+	fd       int
+	// The packets taken off the queue and not yet all written: the ones
+	// before heldIdx are, and heldOff bytes of the next. Owned by whoever
+	// holds the session's writing flag.
+	held    []*Packet
+	heldIdx int
+	heldOff int
+
 	conn net.Conn
 	sess *Session
-	// rc writes and reads without waiting; nil when the connection has no
-	// descriptor of its own (or off Linux): then a writer goroutine writes
-	// and the reader waits on a goroutine of its own.
+	// rc reads without waiting; nil when the connection has no descriptor
+	// of its own (or off Linux): then a writer goroutine writes and the
+	// reader waits on a goroutine of its own.
 	rc syscall.RawConn
 	// poll is the server's poller, set before the connection is shared;
 	// nil when rc is, or the server has none. polled says whether the
@@ -50,21 +67,18 @@ type wsConn struct {
 	// client frame is masked, so its header is at least this long and
 	// these bytes are all header.
 	head [minClientHeader]byte
-
-	wmu sync.Mutex // serialises the session writer and control replies
-	// The packets taken off the queue and not yet all written: the ones
-	// before heldIdx are, and heldOff bytes of the next. Owned by whoever
-	// holds the session's writing flag.
-	held    []*Packet
-	heldIdx int
-	heldOff int
 }
 
-// close closes the connection, first taking it off the poller.
+// close closes the connection, first taking it off the poller and from
+// the writes that use its descriptor directly. Every close of a WebSocket
+// connection goes through here.
 func (c *wsConn) close() {
 	if c.poll != nil {
 		c.poll.forget(c)
 	}
+	c.fdMu.Lock()
+	c.fdClosed = true
+	c.fdMu.Unlock()
 	_ = c.conn.Close()
 }
 
@@ -266,7 +280,10 @@ func accept(w http.ResponseWriter, r *http.Request, sendBuffer int) (*wsConn, er
 		// still correct, only less tightly bounded.
 		_ = sb.SetWriteBuffer(sendBuffer)
 	}
-	c := &wsConn{conn: conn, rc: rawConnOf(conn)}
+	c := &wsConn{conn: conn, fd: -1}
+	if c.rc = rawConnOf(conn); c.rc != nil {
+		_ = c.rc.Control(func(fd uintptr) { c.fd = int(fd) })
+	}
 	if n := rw.Reader.Buffered(); n > 0 {
 		b, _ := rw.Reader.Peek(n)
 		c.pre = append([]byte(nil), b...)

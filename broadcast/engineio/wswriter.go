@@ -153,7 +153,7 @@ func (c *wsConn) advance(n int) int {
 // the kernel's send buffer filled before they were all written (or the
 // connection cannot write without waiting at all).
 func (c *wsConn) writeHeldNow(w *rawWriter) (pkts, written int, err error) {
-	if c.rc == nil {
+	if c.fd < 0 {
 		return 0, 0, errWouldBlock
 	}
 	for c.heldIdx < len(c.held) {
@@ -163,7 +163,7 @@ func (c *wsConn) writeHeldNow(w *rawWriter) (pkts, written int, err error) {
 		for _, b := range bufs {
 			want += len(b)
 		}
-		n, err := w.write(c.rc, bufs)
+		n, err := w.write(c, bufs)
 		clear(bufs)
 		written += n
 		pkts += c.advance(n)

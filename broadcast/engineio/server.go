@@ -43,6 +43,11 @@ type Server struct {
 	poll    *poller
 	pollErr error
 
+	// Recent handshake queries by their raw form, two generations, so
+	// sessions that sent the same one share its map (see sharedQuery).
+	qmu                  sync.Mutex
+	queries, prevQueries map[string]url.Values
+
 	// Counters for Stats beyond the open sessions' own.
 	closedStats Stats
 	late        lateCounts
@@ -290,7 +295,7 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 	}
 	sess := newSession(s, sid, &HandshakeInfo{
 		Header:     keptHeader(r.Header),
-		Query:      keptQuery(q),
+		Query:      s.sharedQuery(r.URL.RawQuery, q),
 		RemoteAddr: r.RemoteAddr,
 		Transport:  transport,
 	}, transport)
@@ -307,6 +312,33 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 	sess.start()
 	body := appendPayload(nil, []*Packet{s.openPacket(sid, true)})
 	writePollResponse(w, body)
+}
+
+// queryGeneration bounds each generation of the query cache.
+const queryGeneration = 256
+
+// sharedQuery returns the kept form of a handshake's query, the same map
+// for every session whose handshake sent the same query string: clients of
+// one application mostly send the same few (EIO=4&transport=websocket),
+// and a map is the largest part of an idle session after its connection.
+// Queries that differ every time (a polling cache-buster) only cycle
+// through the cache: a full generation replaces the older one.
+func (s *Server) sharedQuery(raw string, parsed url.Values) url.Values {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if v, ok := s.queries[raw]; ok {
+		return v
+	}
+	v, ok := s.prevQueries[raw]
+	if !ok {
+		v = keptQuery(parsed)
+	}
+	if len(s.queries) >= queryGeneration || s.queries == nil {
+		s.prevQueries, s.queries = s.queries, make(map[string]url.Values)
+	}
+	// A copy: raw points into the request line.
+	s.queries[strings.Clone(raw)] = v
+	return v
 }
 
 // register makes the session reachable by id; it fails once the server is

@@ -66,7 +66,8 @@ type Session struct {
 	// the upgrading WebSocket could both deliver.
 	deliverMu sync.Mutex
 
-	transport  string
+	// onPolling: the transport is long-polling (else WebSocket).
+	onPolling  bool
 	delivering bool
 	onCloseDue bool
 	reason     string
@@ -107,7 +108,7 @@ func newSession(srv *Server, id string, hs *HandshakeInfo, transport string) *Se
 		srv:       srv,
 		id:        id,
 		handshake: hs,
-		transport: transport,
+		onPolling: transport == "polling",
 		shard:     srv.shardFor(),
 	}
 	if transport == "polling" {
@@ -126,7 +127,10 @@ func (s *Session) Handshake() *HandshakeInfo { return s.handshake }
 func (s *Session) Transport() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.transport
+	if s.onPolling {
+		return "polling"
+	}
+	return "websocket"
 }
 
 // SetHandlers installs the callbacks for the session's traffic. Call it from
@@ -398,7 +402,7 @@ func (s *Session) close(reason string, mode closeMode) {
 		}
 	}
 	s.wakePollLocked()
-	linger := ws == nil && s.transport == "polling" && !s.polling &&
+	linger := ws == nil && s.onPolling && !s.polling &&
 		(mode == closeByClient || mode == closeGraceful)
 	s.lingering = linger
 	fire := !s.delivering

@@ -34,7 +34,7 @@ func (s *Server) Stats() Stats {
 	st := s.closedStats
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
-		if sess.transport == "websocket" {
+		if !sess.onPolling {
 			st.SessionsWebSocket++
 		} else {
 			st.SessionsPolling++

@@ -342,7 +342,7 @@ func (s *Server) upgradeSession(sess *Session, w http.ResponseWriter, r *http.Re
 	// that has its 101 may open a second socket at once, and that one,
 	// not the first, must be refused.
 	sess.mu.Lock()
-	refuse := sess.closed || sess.transport != "polling" || sess.upgrading != nil || sess.upgradeReserved
+	refuse := sess.closed || !sess.onPolling || sess.upgrading != nil || sess.upgradeReserved
 	if !refuse {
 		sess.upgradeReserved = true
 	}
@@ -365,7 +365,7 @@ func (s *Server) upgradeSession(sess *Session, w http.ResponseWriter, r *http.Re
 	s.prepareReading(sess, c)
 	sess.mu.Lock()
 	sess.upgradeReserved = false
-	if sess.closed || sess.transport != "polling" || sess.upgrading != nil {
+	if sess.closed || !sess.onPolling || sess.upgrading != nil {
 		sess.mu.Unlock()
 		c.closeWithFrame(wsCloseNormal)
 		return
@@ -427,7 +427,7 @@ func (s *Session) upgradeLoop(c *wsConn) {
 			s.upgrading = nil
 			s.probed = false
 			s.upgradeTimer.Stop()
-			s.transport = "websocket"
+			s.onPolling = false
 			s.ws = c
 			s.wakePollLocked()
 			if len(s.queue) > 0 {

@@ -66,6 +66,10 @@ func Run(o Options) error {
 			"goroutines":  uint64(runtime.NumGoroutine()),
 			"heap_inuse":  ms.HeapInuse,
 			"stack_inuse": ms.StackInuse,
+			// freed heap pages the runtime has not given back yet
+			"heap_unreleased": ms.HeapIdle - ms.HeapReleased,
+			// the runtime's own bookkeeping (spans, GC metadata, ...)
+			"runtime_meta": ms.Sys - ms.HeapSys - ms.StackSys,
 		})
 	})
 	mux.HandleFunc("POST /bench/broadcast", func(w http.ResponseWriter, r *http.Request) {

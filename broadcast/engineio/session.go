@@ -23,11 +23,11 @@ const (
 	// closeReader is used by a WebSocket reader that ends the connection
 	// itself on its way out.
 	closeReader
-	// closeOverflow is closeHard from inside Send (a full queue, or a
-	// failed write from the sender's goroutine): the sender may hold locks
-	// that OnClose needs (a broadcasting adapter holds its room lock, and
-	// the socket's disconnect leaves its rooms), so OnClose runs on a
-	// goroutine of its own.
+	// closeOverflow is closeHard from inside Send (a full queue) or from a
+	// write shard (a failed write): the sender may hold locks that OnClose
+	// needs (a broadcasting adapter holds its room lock, and the socket's
+	// disconnect leaves its rooms), and a shard has other sessions to
+	// write, so OnClose runs on a goroutine of its own.
 	closeOverflow
 )
 

@@ -16,6 +16,14 @@ import (
 // queue behind it, so the order of packets is the order of Send calls.
 func (s *Session) drainLocked(c *wsConn, w *rawWriter) {
 	for {
+		if w != nil && s.closed {
+			// What is left of a closing session may wait (a close frame
+			// to a client that does not read): not on a shard, whose
+			// other sessions would wait too.
+			s.startWriterLocked(c)
+			s.mu.Unlock()
+			return
+		}
 		if s.closed && !s.keepQueue {
 			// Closed hard (the connection is closed or closing): the
 			// rest will never be read.
@@ -45,15 +53,20 @@ func (s *Session) drainLocked(c *wsConn, w *rawWriter) {
 		}
 		s.mu.Unlock()
 
-		c.wmu.Lock()
 		var pkts, n int
 		var err error
 		if w == nil {
+			c.wmu.Lock()
 			pkts, n, err = c.writeHeld()
-		} else {
+			c.wmu.Unlock()
+		} else if c.wmu.TryLock() {
 			pkts, n, err = c.writeHeldNow(w)
+			c.wmu.Unlock()
+		} else {
+			// A control reply or close frame is being written, which may
+			// wait for the client: the writer goroutine waits its turn.
+			err = errWouldBlock
 		}
-		c.wmu.Unlock()
 
 		s.mu.Lock()
 		s.countLocked(pkts, n, 0)
@@ -73,7 +86,8 @@ func (s *Session) drainLocked(c *wsConn, w *rawWriter) {
 			if w == nil {
 				s.close("transport error", closeHard)
 			} else {
-				// The sender may hold locks OnClose needs.
+				// OnClose on a goroutine of its own: the shard has other
+				// sessions to write.
 				s.close("transport error", closeOverflow)
 			}
 			return

@@ -11,6 +11,11 @@
 // Emit passes Payload through as already-encoded JSON (the change-data path
 // encodes a row once) and the socketio layer encodes the packet once for all
 // receivers.
+//
+// Open builds a hub for a Cluster (memory, Redis streams or Redis pub/sub);
+// its Publish takes committed transactions (position, events, revocations)
+// and delivers them the way that cluster carries them, fenced by position
+// on the Redis stream.
 package broadcast
 
 import (
@@ -19,8 +24,13 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/walcast/walcast/broadcast/redisadapter"
 	"github.com/walcast/walcast/broadcast/socketio"
 )
+
+// DefaultPath is the Engine.IO path the official client uses unless told
+// otherwise, and the hub's when Config.EngineIO.Path is empty.
+const DefaultPath = "/socket.io/"
 
 // Config configures the hub: the Socket.IO server settings, including the
 // Engine.IO ones (path, heartbeat, CORS origins, send queue) in EngineIO.
@@ -39,12 +49,19 @@ type Event struct {
 
 // Hub serves Socket.IO and broadcasts events. Safe for concurrent use.
 type Hub struct {
-	srv *socketio.Server
+	srv     *socketio.Server
+	carrier carrier
+	streams *redisadapter.Streams // closed with the hub; nil without the stream adapter
 }
 
-// New returns a hub; namespace "/" exists, others are added by Namespace.
+// New returns a hub on cfg's adapter (cfg.NewAdapter, memory by default);
+// namespace "/" exists, others are added by Namespace. Its Publish emits
+// each event through that adapter and disconnects revoked sockets of this
+// instance; Open returns a hub whose Publish fits a cluster.
 func New(cfg Config) *Hub {
-	return &Hub{srv: socketio.NewServer(cfg)}
+	h := &Hub{srv: socketio.NewServer(cfg)}
+	h.carrier = memoryCarrier{hub: h}
+	return h
 }
 
 // Handler serves the Engine.IO endpoint; mount it at the configured path
@@ -87,5 +104,11 @@ func (h *Hub) Emit(ctx context.Context, ev Event) error {
 	return nil
 }
 
-// Close disconnects every socket with reason "server shutting down".
-func (h *Hub) Close() { h.srv.Close() }
+// Close disconnects every socket with reason "server shutting down" and
+// stops reading from Redis.
+func (h *Hub) Close() {
+	h.srv.Close()
+	if h.streams != nil {
+		_ = h.streams.Close()
+	}
+}

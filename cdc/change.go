@@ -20,7 +20,7 @@ const (
 	OpDelete
 	OpTruncate
 	// OpResync is not a row change: it tells consumers that changes may have
-	// been lost (the slot was recreated with --recreate-slot) and clients
+	// been lost (the slot was recreated with Config.RecreateSlot) and clients
 	// must refetch. Table is empty: it concerns every table.
 	OpResync
 )

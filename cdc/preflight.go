@@ -53,7 +53,7 @@ func Preflight(ctx context.Context, conn *pgx.Conn, cfg Config) (warnings []stri
 		})
 	}
 	if keepSize == "-1" {
-		warnings = append(warnings, "max_slot_wal_keep_size is unlimited (-1): if walcast is abandoned without `walcast teardown`, its slot keeps WAL forever and can fill the disk. Consider: ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'; SELECT pg_reload_conf();")
+		warnings = append(warnings, "max_slot_wal_keep_size is unlimited (-1): if walcast is abandoned without its slot being dropped, the slot keeps WAL forever and can fill the disk. Consider: ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'; SELECT pg_reload_conf();")
 	}
 
 	var role string

@@ -209,12 +209,12 @@ func (r *Reader) classify(err error) error {
 	}
 	switch {
 	case pgErr.Code == "55000" && strings.Contains(pgErr.Message, "replication slot"):
-		return fmt.Errorf("%w: %s: PostgreSQL removed WAL that slot %q still needed, so changes were lost. Run `walcast teardown` (or SELECT pg_drop_replication_slot('%s')) and restart with --recreate-slot; clients will be told to refetch. Raise max_slot_wal_keep_size to avoid it",
-			ErrSlotInvalidated, pgErr.Message, r.cfg.Slot, r.cfg.Slot)
+		return fmt.Errorf("%w: %s: PostgreSQL removed WAL that slot %q still needed (max_slot_wal_keep_size), so changes were lost; the slot must be dropped and made again",
+			ErrSlotInvalidated, pgErr.Message, r.cfg.Slot)
 	case pgErr.Code == "42704" && strings.Contains(pgErr.Message, "publication"):
-		return fmt.Errorf("%w: %s: restart walcast so its setup recreates publication %q (or create it by hand)", ErrPublicationMissing, pgErr.Message, r.cfg.Publication)
+		return fmt.Errorf("%w: %s: publication %q was dropped while streaming", ErrPublicationMissing, pgErr.Message, r.cfg.Publication)
 	case pgErr.Code == "42704" && strings.Contains(pgErr.Message, "slot"):
-		return fmt.Errorf("%w: %s: restart walcast so its setup checks the slot (use --recreate-slot to accept lost changes)", ErrSlotMissing, pgErr.Message)
+		return fmt.Errorf("%w: %s: slot %q was dropped while streaming, so changes may have been lost", ErrSlotMissing, pgErr.Message, r.cfg.Slot)
 	case strings.HasPrefix(pgErr.Code, "28") || pgErr.Code == "42501" || pgErr.Code == "3D000":
 		return fmt.Errorf("%w: %w", ErrNotPermitted, err)
 	}
@@ -308,16 +308,16 @@ func (r *Reader) checkSlot(ctx context.Context, conn *pgconn.PgConn) (slotInfo, 
 		return info, fmt.Errorf("read slot %q: %w", r.cfg.Slot, err)
 	}
 	if len(res) != 1 || len(res[0].Rows) == 0 {
-		return info, fmt.Errorf("%w: slot %q: run walcast's setup (it refuses, and says why, when changes were lost)", ErrSlotMissing, r.cfg.Slot)
+		return info, fmt.Errorf("%w: slot %q (Setup makes it, and refuses when changes were lost)", ErrSlotMissing, r.cfg.Slot)
 	}
 	row := res[0].Rows[0]
 	info.walStatus = string(row[1])
 	if info.walStatus == "lost" {
-		return info, fmt.Errorf("%w: slot %q has wal_status lost: PostgreSQL removed WAL it still needed, so changes were lost. Drop it (walcast teardown) and restart with --recreate-slot; clients will be told to refetch. Raise max_slot_wal_keep_size to avoid it",
+		return info, fmt.Errorf("%w: slot %q has wal_status lost: PostgreSQL removed WAL it still needed (max_slot_wal_keep_size), so changes were lost; the slot must be dropped and made again",
 			ErrSlotInvalidated, r.cfg.Slot)
 	}
 	if string(row[2]) != "true" {
-		return info, fmt.Errorf("%w: publication %q: restart walcast so its setup recreates it", ErrPublicationMissing, r.cfg.Publication)
+		return info, fmt.Errorf("%w: publication %q (Setup makes it)", ErrPublicationMissing, r.cfg.Publication)
 	}
 	if row[0] != nil {
 		if info.confirmed, err = pglogrepl.ParseLSN(string(row[0])); err != nil {

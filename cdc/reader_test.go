@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/walcast/walcast/internal/logbuf"
 	"github.com/walcast/walcast/internal/pgtest"
 )
 
@@ -253,25 +254,7 @@ type readerProc struct {
 	mu    sync.Mutex
 	ids   []string
 	done  chan struct{}
-	stErr lockedBuffer
-}
-
-// lockedBuffer collects a process's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	stErr logbuf.Buffer
 }
 
 func startReaderProc(t *testing.T, bin string, cfg Config) *readerProc {
@@ -525,8 +508,9 @@ func TestFatalErrors(t *testing.T) {
 			t.Fatalf("test setup: slot not invalidated (wal_status %q)", h.WALStatus)
 		}
 		err = NewReader(cfg).Run(context.Background(), &recorder{})
-		if !errors.Is(err, ErrSlotInvalidated) || !strings.Contains(err.Error(), "--recreate-slot") {
-			t.Fatalf("run: %v, want ErrSlotInvalidated with what to do", err)
+		if !errors.Is(err, ErrSlotInvalidated) || !strings.Contains(err.Error(), "changes were lost") ||
+			!strings.Contains(err.Error(), "dropped and made again") || strings.Contains(err.Error(), "--") {
+			t.Fatalf("run: %v, want ErrSlotInvalidated saying what was lost and what must happen, naming no flag", err)
 		}
 	})
 }

@@ -218,7 +218,7 @@ func Setup(ctx context.Context, cfg Config) (SetupResult, error) {
 
 	lost := mark.Slot == cfg.Slot
 	if lost && !cfg.RecreateSlot {
-		return res, fmt.Errorf("setup: %w: walcast streamed from this database through slot %q (recorded on publication %q) and the slot no longer exists (dropped by hand or lost in a failover): changes committed since are lost and walcast refuses to continue silently. Restart with --recreate-slot to accept the gap: clients will be told to refetch",
+		return res, fmt.Errorf("setup: %w: walcast streamed from this database through slot %q (recorded on publication %q) and the slot no longer exists (dropped by hand or lost in a failover): changes committed since are lost and walcast refuses to continue silently; Config.RecreateSlot accepts the gap and tells clients to refetch",
 			ErrSlotLost, cfg.Slot, cfg.Publication)
 	}
 	if err := createSlot(ctx, rconn, cfg.Slot, res.ServerVersion); err != nil {

@@ -4,7 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"time"
-	"unicode/utf8"
+
+	"github.com/walcast/walcast/internal/jsonstr"
 )
 
 // Built-in type OIDs from PostgreSQL's pg_type.dat. They are fixed by the
@@ -153,7 +154,7 @@ func (e *valueEncoder) appendValue(dst []byte, oid uint32, kind valueKind, text 
 		if err == nil {
 			return out
 		}
-		return appendJSONString(out[:start], text)
+		return jsonstr.AppendBytes(out[:start], text)
 	}
 	return e.appendScalar(dst, kind, text)
 }
@@ -193,7 +194,7 @@ func (e *valueEncoder) appendScalar(dst []byte, kind valueKind, text []byte) []b
 			return append(dst, '"')
 		}
 	}
-	return appendJSONString(dst, text)
+	return jsonstr.AppendBytes(dst, text)
 }
 
 // isJSONNumber reports whether s is a number in JSON's grammar (RFC 8259),
@@ -243,59 +244,6 @@ func isJSONNumber(s []byte) bool {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// jsonSafe marks the ASCII bytes that go into a JSON string unescaped.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
-// as encoding/json does, so the output is valid JSON for any input.
-func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
 
 // appendTimestamp renders PostgreSQL's ISO timestamp output
 // ("2024-03-01 12:34:56.789123+00", "... BC", years past 9999, an offset

@@ -1,6 +1,10 @@
 package cdc
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/walcast/walcast/internal/jsonstr"
+)
 
 // AppendRowJSON appends cols as a JSON object {"name":value,...} in column
 // order. include picks the columns and their output names; nil includes
@@ -22,17 +26,11 @@ func AppendRowJSON(dst []byte, cols []Column, include func(name string) (outName
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendJSONStringS(dst, name)
+		dst = jsonstr.Append(dst, name)
 		dst = append(dst, ':')
 		dst = append(dst, cols[i].JSON...)
 	}
 	return append(dst, '}')
-}
-
-func appendJSONStringS(dst []byte, s string) []byte {
-	// The conversion copies to the stack (no allocation) for names up to
-	// 32 bytes, as the callee does not keep the slice.
-	return appendJSONString(dst, []byte(s))
 }
 
 // Projection is a column allow-list with renames, prepared once per route
@@ -146,7 +144,7 @@ func (p *Projection) plan(cols []Column) *projectionPlan {
 	for i := range cols {
 		pl.names[i] = cols[i].Name
 		if out, ok := p.Include(cols[i].Name); ok {
-			key := appendJSONStringS(nil, out)
+			key := jsonstr.Append(nil, out)
 			pl.keys[i] = append(key, ':')
 		}
 	}

@@ -14,13 +14,14 @@ import (
 	"github.com/walcast/walcast/broadcast"
 	"github.com/walcast/walcast/broadcast/socketio"
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/logbuf"
 )
 
 // TestHubEmit drives the hub API the rest of walcast uses (broadcast.Hub)
 // with official clients: audience by rooms joined at connect, payloads that
 // arrive byte for byte, and bad emits that send nothing.
 func TestHubEmit(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	hub := broadcast.New(broadcast.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	root := hub.Namespace("/")
 	type user struct {
@@ -48,7 +49,7 @@ func TestHubEmit(t *testing.T) {
 		hub.Close()
 		hs.Close()
 		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
+			t.Logf("server log:\n%s", logs.Tail(20000))
 		}
 	})
 

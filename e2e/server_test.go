@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/walcast/walcast/broadcast/socketio"
 	"github.com/walcast/walcast/broadcast/socketio/parser"
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/logbuf"
 )
 
 // serverOptions vary the scenario server per test.
@@ -36,12 +36,12 @@ type testServer struct {
 	URL string
 	SIO *socketio.Server
 	obs *observations
-	log *syncBuffer
+	log *logbuf.Buffer
 }
 
 func startServer(t *testing.T, opts serverOptions) *testServer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sio := socketio.NewServer(socketio.Config{
 		EngineIO: engineio.Config{
@@ -67,7 +67,7 @@ func startServer(t *testing.T, opts serverOptions) *testServer {
 		sio.Close()
 		hs.Close()
 		if t.Failed() && logs.String() != "" {
-			t.Logf("server log:\n%s", logs.String())
+			t.Logf("server log:\n%s", logs.Tail(20000))
 		}
 	})
 	return ts
@@ -346,25 +346,4 @@ func (o *observations) waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > 20000 {
-		s = "...\n" + s[len(s)-20000:]
-	}
-	return strings.TrimSpace(s)
 }

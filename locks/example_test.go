@@ -9,7 +9,7 @@ import (
 	"github.com/walcast/walcast/locks"
 )
 
-// Example shows the wiring cmd/walcast does: one Service per process, one
+// Example shows the wiring package gateway does: one Service per process, one
 // Session per socket, the three events routed to it, Run for expiry.
 func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -18,7 +18,7 @@ func Example() {
 	// With REDIS_URL: rdb, _ := locks.NewRedisClient(url); store := locks.NewRedisStore(rdb, ttl)
 	store := locks.NewMemoryStore(15 * time.Minute)
 	hub := locks.NotifierFunc(func(u locks.Update) {
-		// cmd/walcast: hub.BroadcastAll(u.Event(), u.Payload)
+		// gateway: hub.Emit of u.Event() with u.Payload, to every socket
 		b, _ := json.Marshal(u.Payload)
 		fmt.Println("emit", u.Event(), string(b))
 	})

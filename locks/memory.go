@@ -50,6 +50,20 @@ func NewMemoryStore(ttl time.Duration) *MemoryStore {
 // TTL implements Store.
 func (m *MemoryStore) TTL() time.Duration { return m.ttl }
 
+// Held implements Store.
+func (m *MemoryStore) Held(ctx context.Context) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	n := 0
+	for r := range m.grants {
+		if m.live(r, now) != nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // live returns the unexpired grant for r. An expired grant is left in place
 // for SweepExpired to claim and announce.
 func (m *MemoryStore) live(r Resource, now time.Time) *memGrant {

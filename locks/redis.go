@@ -151,6 +151,14 @@ end
 return gone
 `)
 
+// heldScript counts the grants whose deadline is still ahead, by Redis's
+// clock. KEYS = deadlines.
+var heldScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+`)
+
 // RedisStore keeps locks in Redis so every walcast instance sharing it sees
 // the same locks.
 type RedisStore struct {
@@ -345,6 +353,15 @@ func (s *RedisStore) SweepExpired(ctx context.Context, limit int) ([]Resource, e
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// Held implements Store: the grants in the deadline set not yet expired.
+func (s *RedisStore) Held(ctx context.Context) (int, error) {
+	n, err := heldScript.Run(ctx, s.rdb, []string{deadlinesKey}).Int()
+	if err != nil {
+		return 0, fmt.Errorf("count held locks: %w", err)
+	}
+	return n, nil
 }
 
 // scriptReply unpacks {code[, value]}.

@@ -67,6 +67,8 @@ type Config struct {
 	DisconnectGrace time.Duration
 	// Logger receives store failures; nil means slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told every operation's result and latency.
+	Observer Observer
 }
 
 // Caller is the authenticated user behind a socket, from its token.
@@ -157,6 +159,7 @@ type Service struct {
 	store  Store
 	notify Notifier
 	log    *slog.Logger
+	obs    Observer
 
 	types               map[string]bool
 	anyRoles            map[string]map[string]bool
@@ -205,6 +208,7 @@ func NewService(store Store, notify Notifier, cfg Config) (*Service, error) {
 		store:               store,
 		notify:              notify,
 		log:                 cfg.Logger,
+		obs:                 cfg.Observer,
 		types:               make(map[string]bool),
 		anyRoles:            make(map[string]map[string]bool),
 		viewerOwn:           !cfg.DenyViewerOwnMember,
@@ -219,6 +223,9 @@ func NewService(store Store, notify Notifier, cfg Config) (*Service, error) {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if s.obs == nil {
+		s.obs = noObserver{}
 	}
 	types := cfg.ResourceTypes
 	if len(types) == 0 {
@@ -288,11 +295,15 @@ func (s *Service) Acquire(ctx context.Context, c Caller, payload json.RawMessage
 // acquire also reports the resource the caller now holds, for sessions;
 // session, when set, is the lock session asking (see sessionOwner).
 func (s *Service) acquire(ctx context.Context, c Caller, session string, payload json.RawMessage) (Ack, *Resource) {
+	result := ResultUnavailable
+	defer s.observe(OpAcquire, &result, time.Now())
 	r, err := parseResource(payload, s.types)
 	if err != nil || c.UserID.IsZero() {
+		result = ResultInvalid
 		return Ack{Error: ErrTextInvalidResource}, nil
 	}
 	if !s.may(c, r) {
+		result = ResultForbidden
 		return Ack{Error: ErrTextForbidden}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
@@ -307,13 +318,17 @@ func (s *Service) acquire(ctx context.Context, c Caller, session string, payload
 	s.storeOK()
 	switch res.Outcome {
 	case Taken:
+		result = ResultTaken
 		s.notify.LockUpdate(Update{Resource: r, Payload: UpdatePayload{IsLocked: true, LockedBy: strp(res.Holder.Username)}})
 		return Ack{Success: true, LockedBy: strp(res.Holder.Username)}, &r
 	case Refreshed:
+		result = ResultRefreshed
 		return Ack{Success: true, LockedBy: strp(res.Holder.Username)}, &r
 	case HeldByOther:
+		result = ResultHeldByOther
 		return Ack{LockedBy: strp(res.Holder.Username)}, nil
 	case LimitReached:
+		result = ResultLimitReached
 		return Ack{Error: ErrTextLimit}, nil
 	default:
 		s.log.Error("lock acquire: unexpected outcome", "resource", r.String(), "outcome", res.Outcome.String())
@@ -328,37 +343,40 @@ func (s *Service) Release(ctx context.Context, c Caller, payload json.RawMessage
 }
 
 func (s *Service) release(ctx context.Context, c Caller, payload json.RawMessage) (Ack, *Resource) {
+	result := ResultUnavailable
+	defer s.observe(OpRelease, &result, time.Now())
 	r, err := parseResource(payload, s.types)
 	if err != nil || c.UserID.IsZero() {
+		result = ResultInvalid
 		return Ack{Error: ErrTextInvalidResource}, nil
 	}
-	ack, freed := s.releaseResource(ctx, c.UserID, r)
+	ack, freed, result := s.releaseResource(ctx, c.UserID, r)
 	if freed {
 		return ack, &r
 	}
 	return ack, nil
 }
 
-func (s *Service) releaseResource(ctx context.Context, u UserID, r Resource) (Ack, bool) {
+func (s *Service) releaseResource(ctx context.Context, u UserID, r Resource) (Ack, bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
 	res, err := s.store.Release(ctx, r, u)
 	if err != nil {
 		s.storeFailed("release", r, err)
-		return Ack{Error: ErrTextUnavailable}, false
+		return Ack{Error: ErrTextUnavailable}, false, ResultUnavailable
 	}
 	s.storeOK()
 	switch res.Outcome {
 	case Released:
 		s.announceFree(r)
-		return Ack{Success: true}, true
+		return Ack{Success: true}, true, ResultReleased
 	case WasFree:
-		return Ack{Success: true}, false
+		return Ack{Success: true}, false, ResultWasFree
 	case NotOwner:
-		return Ack{LockedBy: strp(res.Holder.Username)}, false
+		return Ack{LockedBy: strp(res.Holder.Username)}, false, ResultNotOwner
 	default:
 		s.log.Error("lock release: unexpected outcome", "resource", r.String(), "outcome", res.Outcome.String())
-		return Ack{Error: ErrTextUnavailable}, false
+		return Ack{Error: ErrTextUnavailable}, false, ResultUnavailable
 	}
 }
 
@@ -368,8 +386,11 @@ func (s *Service) announceFree(r Resource) {
 
 // Check handles lock:check. Any authenticated caller may look.
 func (s *Service) Check(ctx context.Context, c Caller, payload json.RawMessage) CheckAck {
+	result := ResultUnavailable
+	defer s.observe(OpCheck, &result, time.Now())
 	r, err := parseResource(payload, s.types)
 	if err != nil {
+		result = ResultInvalid
 		f := false
 		return CheckAck{Success: &f, Error: ErrTextInvalidResource}
 	}
@@ -382,8 +403,10 @@ func (s *Service) Check(ctx context.Context, c Caller, payload json.RawMessage) 
 	}
 	s.storeOK()
 	if !ok {
+		result = ResultFree
 		return CheckAck{}
 	}
+	result = ResultLocked
 	at := h.AcquiredAt
 	return CheckAck{IsLocked: true, LockedBy: strp(h.Username), AcquiredAt: &at}
 }
@@ -400,11 +423,16 @@ func (s *Service) SweepOnce(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, err
 		}
+		announced := 0
 		for _, r := range expired {
 			if !s.types[r.Type] {
 				continue // a key of a type this instance does not serve
 			}
 			s.announceFree(r)
+			announced++
+		}
+		if announced > 0 {
+			s.obs.LocksExpired(announced)
 		}
 		total += len(expired)
 		if len(expired) < batch {

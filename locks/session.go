@@ -226,6 +226,8 @@ func (s *Service) expireSession(ss *Session, round uint64) {
 // releaseSession releases r for the ended session ss unless another
 // session still holds it, and announces a release.
 func (s *Service) releaseSession(ctx context.Context, ss *Session, r Resource) {
+	result := ResultUnavailable
+	defer s.observe(OpReleaseOnDisconnect, &result, time.Now())
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
 	res, kept, err := s.store.ReleaseSession(ctx, r, ss.caller.UserID, ss.key)
@@ -235,8 +237,16 @@ func (s *Service) releaseSession(ctx context.Context, ss *Session, r Resource) {
 		return
 	}
 	s.storeOK()
-	if !kept && res.Outcome == Released {
+	switch {
+	case kept:
+		result = ResultKept
+	case res.Outcome == Released:
+		result = ResultReleased
 		s.announceFree(r)
+	case res.Outcome == WasFree:
+		result = ResultWasFree
+	default:
+		result = ResultNotOwner
 	}
 }
 
@@ -271,17 +281,22 @@ func (s *Service) RenewOnce(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		start := time.Now()
 		octx, cancel := context.WithTimeout(ctx, s.opTimeout)
 		o := j.ss.caller.owner()
 		o.Session = j.ss.holderKey()
 		res, err := s.store.Extend(octx, j.r, o)
 		cancel()
 		if err != nil {
+			s.obs.LockOperation(OpRenew, ResultUnavailable, time.Since(start))
 			s.storeFailed("renew", j.r, err)
 			continue // try again next round; the TTL leaves room
 		}
 		s.storeOK()
-		if res.Outcome != Refreshed {
+		if res.Outcome == Refreshed {
+			s.obs.LockOperation(OpRenew, ResultRefreshed, time.Since(start))
+		} else {
+			s.obs.LockOperation(OpRenew, ResultLost, time.Since(start))
 			s.mu.Lock()
 			delete(j.ss.held, j.r)
 			s.mu.Unlock()

@@ -110,6 +110,8 @@ type Store interface {
 	// Each expired grant is returned by exactly one call, across every process
 	// sharing the store, so its release is announced exactly once.
 	SweepExpired(ctx context.Context, limit int) ([]Resource, error)
+	// Held counts the locks granted and not yet expired.
+	Held(ctx context.Context) (int, error)
 	// TTL is the lifetime given to a lock on acquire and on each refresh.
 	TTL() time.Duration
 }

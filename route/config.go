@@ -77,9 +77,11 @@ type Config struct {
 	Users          UsersConfig `yaml:"users"`
 }
 
-// StaffRoles are the GraceGiver roles that see every member, donation and
-// (for the admins) user.
-var staffRoles = []string{"role:super_admin", "role:admin", "role:manager", "role:data_entry"}
+// staffRooms are the rooms of the GraceGiver roles that see every member,
+// donation and (for the admins) user.
+func staffRooms() []string {
+	return []string{RoleRoom("super_admin"), RoleRoom("admin"), RoleRoom("manager"), RoleRoom("data_entry")}
+}
 
 // GraceGiver returns the built-in profile: the contract's four events with
 // the audiences of DESIGN.md decision 6.
@@ -89,18 +91,18 @@ func GraceGiver() Config {
 			"public.members": {
 				Event:    "member:update",
 				Key:      []string{"id"},
-				Audience: append(slices.Clone(staffRoles), "member:{id}"),
+				Audience: append(staffRooms(), MemberRoomPrefix+"{id}"),
 			},
 			"public.donations": {
 				Event:    "donation:update",
 				Key:      []string{"id"},
-				Audience: append(slices.Clone(staffRoles), "member:{member_id}"),
+				Audience: append(staffRooms(), MemberRoomPrefix+"{member_id}"),
 			},
 			"public.users": {
 				Event:    "user:update",
 				Key:      []string{"id"},
 				Columns:  []string{"id", "username", "role", "email", "created_at", "must_change_password", "member_id"},
-				Audience: []string{"role:super_admin", "role:admin", "user:{id}"},
+				Audience: []string{RoleRoom("super_admin"), RoleRoom("admin"), UserRoomPrefix + "{id}"},
 			},
 			"public.settings": {
 				Event:    "settings:update",
@@ -170,7 +172,10 @@ func (c *Config) applyDefaults() {
 			t = &TableConfig{}
 		}
 		if t.Style == "" {
-			t.Style = StyleEnvelope
+			// A copy: the caller's configuration stays as it was given.
+			tc := *t
+			tc.Style = StyleEnvelope
+			t = &tc
 		}
 		tables[QualifiedName(name)] = t
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/cdc"
+	"github.com/walcast/walcast/internal/jsonstr"
 )
 
 // Emit is one event to deliver: Payload is the final JSON of its single
@@ -43,13 +44,12 @@ type Batch struct {
 	Users []UserChange
 }
 
-// Payloads of the envelope style that carry no row.
-var (
-	resyncPayload = []byte(`{"type":"RESYNC"}`)
-)
+var resyncPayload = []byte(ResyncNotice)
 
 // Router turns changes into emits. It is used by one goroutine (the cdc
-// consumer): Begin, Change..., Commit per transaction.
+// consumer): Begin, Change..., Commit per transaction, then Accept once the
+// transactions committed so far were delivered, or Discard when they were
+// not.
 type Router struct {
 	cfg    Config
 	log    *slog.Logger
@@ -71,7 +71,7 @@ type tableRoute struct {
 	static   []string       // audience rooms without holes
 	dynamic  []roomTemplate // audience rooms filled from the row
 	keyNames []string       // configured key columns; empty: the replica identity's
-	recent   *recentPayloads
+	recent   *stagedPayloads
 }
 
 // New validates cfg and builds a Router.
@@ -88,7 +88,7 @@ func New(cfg Config, log *slog.Logger) (*Router, error) {
 		r.users = &r.cfg.Users
 	}
 	for name, t := range cfg.Tables {
-		tr := &tableRoute{name: name, cfg: t, proj: cdc.NewProjection(t.Columns, t.Rename), keyNames: t.Key, recent: newRecentPayloads(cfg.RecentPayloads)}
+		tr := &tableRoute{name: name, cfg: t, proj: cdc.NewProjection(t.Columns, t.Rename), keyNames: t.Key, recent: newStagedPayloads(cfg.RecentPayloads)}
 		for _, room := range t.Audience {
 			if room == AudienceAll {
 				tr.all = true
@@ -164,6 +164,28 @@ func (r *Router) Commit(tx cdc.TxInfo) Batch {
 	return Batch{Tx: tx, Emits: r.pending, Users: r.changes}
 }
 
+// Accept records that every transaction routed since the last Accept or
+// Discard was delivered: the payloads it remembered decide, from now on,
+// which UPDATEs change nothing a client can see. Until then later
+// transactions already see them, but Discard can still take them back.
+// Call Accept or Discard after each delivery attempt: what is neither is
+// held in memory.
+func (r *Router) Accept() {
+	for _, tr := range r.tables {
+		tr.recent.accept()
+	}
+}
+
+// Discard forgets what the transactions routed since the last Accept
+// remembered, the one still open included: they were not delivered and
+// will come again, and a router that remembered their rows would take them
+// for unchanged and drop them.
+func (r *Router) Discard() {
+	for _, tr := range r.tables {
+		tr.recent.discard()
+	}
+}
+
 func (r *Router) sortedTables() []*tableRoute {
 	out := make([]*tableRoute, 0, len(r.tables))
 	for _, n := range sortedKeys(r.tables) {
@@ -183,7 +205,7 @@ func (r *Router) flood(tr *tableRoute, why string) {
 }
 
 func (r *Router) resync(tr *tableRoute, why string) {
-	tr.recent.reset()
+	tr.recent.resetAll()
 	if tr.cfg.Style == StyleFlat {
 		r.log.Info("flat-row table: no event for this change", "table", tr.name, "reason", why)
 		return
@@ -324,26 +346,11 @@ func (tr *tableRoute) deletePayload(old []cdc.Column) []byte {
 		if out, ok := tr.proj.Include(c.Name); ok {
 			name = out
 		}
-		p = appendJSONString(p, name)
+		p = jsonstr.Append(p, name)
 		p = append(p, ':')
 		p = append(p, c.JSON...)
 	}
 	return append(p, "}}"...)
-}
-
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		switch ch := s[i]; {
-		case ch == '"' || ch == '\\':
-			dst = append(dst, '\\', ch)
-		case ch < 0x20:
-			dst = fmt.Appendf(dst, `\u%04x`, ch)
-		default:
-			dst = append(dst, ch)
-		}
-	}
-	return append(dst, '"')
 }
 
 // userChange extracts the account facts from a change of the users table.
@@ -406,19 +413,24 @@ func newRecentPayloads(max int) *recentPayloads {
 	return &recentPayloads{max: max, seed: maphash.MakeSeed(), byKey: map[string]uint64{}}
 }
 
+func (rp *recentPayloads) hash(payload []byte) uint64 { return maphash.Bytes(rp.seed, payload) }
+
 func (rp *recentPayloads) same(key string, payload []byte) bool {
 	if rp.max == 0 {
 		return false
 	}
 	h, ok := rp.byKey[key]
-	return ok && h == maphash.Bytes(rp.seed, payload)
+	return ok && h == rp.hash(payload)
 }
 
 func (rp *recentPayloads) remember(key string, payload []byte) {
+	rp.rememberHash(key, rp.hash(payload))
+}
+
+func (rp *recentPayloads) rememberHash(key string, h uint64) {
 	if rp.max == 0 {
 		return
 	}
-	h := maphash.Bytes(rp.seed, payload)
 	if _, ok := rp.byKey[key]; ok {
 		rp.byKey[key] = h
 		return
@@ -438,4 +450,77 @@ func (rp *recentPayloads) forget(key string) { delete(rp.byKey, key) }
 func (rp *recentPayloads) reset() {
 	clear(rp.byKey)
 	rp.order, rp.next = rp.order[:0], 0
+}
+
+// stagedPayloads puts the payloads remembered by transactions not yet
+// delivered in front of the delivered ones' recentPayloads: lookups see
+// both, accept moves the staged changes into recent, discard drops them.
+type stagedPayloads struct {
+	recent *recentPayloads
+	// reset: the table was reset since the last accept, so nothing in
+	// recent counts.
+	reset  bool
+	staged map[string]stagedPayload
+	order  []string // keys of staged, in the order they were first staged
+}
+
+type stagedPayload struct {
+	hash      uint64
+	forgotten bool
+}
+
+func newStagedPayloads(max int) *stagedPayloads {
+	return &stagedPayloads{recent: newRecentPayloads(max), staged: map[string]stagedPayload{}}
+}
+
+func (sp *stagedPayloads) same(key string, payload []byte) bool {
+	if sp.recent.max == 0 {
+		return false
+	}
+	if e, ok := sp.staged[key]; ok {
+		return !e.forgotten && e.hash == sp.recent.hash(payload)
+	}
+	return !sp.reset && sp.recent.same(key, payload)
+}
+
+func (sp *stagedPayloads) stage(key string, e stagedPayload) {
+	if sp.recent.max == 0 {
+		return
+	}
+	if _, ok := sp.staged[key]; !ok {
+		sp.order = append(sp.order, key)
+	}
+	sp.staged[key] = e
+}
+
+func (sp *stagedPayloads) remember(key string, payload []byte) {
+	sp.stage(key, stagedPayload{hash: sp.recent.hash(payload)})
+}
+
+func (sp *stagedPayloads) forget(key string) { sp.stage(key, stagedPayload{forgotten: true}) }
+
+func (sp *stagedPayloads) resetAll() {
+	sp.discard()
+	sp.reset = true
+}
+
+func (sp *stagedPayloads) accept() {
+	if sp.reset {
+		sp.recent.reset()
+	}
+	for _, key := range sp.order {
+		if e := sp.staged[key]; e.forgotten {
+			sp.recent.forget(key)
+		} else {
+			sp.recent.rememberHash(key, e.hash)
+		}
+	}
+	sp.discard()
+}
+
+func (sp *stagedPayloads) discard() {
+	clear(sp.staged)
+	clear(sp.order)
+	sp.order = sp.order[:0]
+	sp.reset = false
 }

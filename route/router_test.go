@@ -297,3 +297,87 @@ func TestTableSpecs(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptAndDiscard: what a transaction remembered counts for later ones
+// at once, but only Accept makes it stick; Discard takes back everything
+// since the last Accept, so a transaction that comes again is routed as if
+// it had never been seen.
+func TestAcceptAndDiscard(t *testing.T) {
+	member := func(name string) *cdc.Change {
+		return change("public.members", cdc.OpUpdate, []cdc.Column{col("id", `"m1"`), col("first_name", `"`+name+`"`)}, nil)
+	}
+	sent := func(r *Router, c *cdc.Change) bool { return len(run(r, c).Emits) > 0 }
+	cases := []struct {
+		name  string
+		steps func(r *Router) bool // reports whether the last UPDATE was sent
+		sent  bool
+	}{
+		{"accepted payload suppresses the same UPDATE", func(r *Router) bool {
+			sent(r, member("Ann"))
+			r.Accept()
+			return sent(r, member("Ann"))
+		}, false},
+		{"a later transaction of the same group sees an earlier one", func(r *Router) bool {
+			sent(r, member("Ann"))
+			return sent(r, member("Ann"))
+		}, false},
+		{"discarded payload is forgotten", func(r *Router) bool {
+			sent(r, member("Ann"))
+			r.Discard()
+			return sent(r, member("Ann"))
+		}, true},
+		{"discard takes back the whole group", func(r *Router) bool {
+			sent(r, member("Ann"))
+			sent(r, member("Bea"))
+			r.Discard()
+			return sent(r, member("Bea"))
+		}, true},
+		{"discard keeps what was accepted", func(r *Router) bool {
+			sent(r, member("Ann"))
+			r.Accept()
+			sent(r, member("Bea"))
+			r.Discard()
+			return sent(r, member("Ann"))
+		}, false},
+		{"a discarded DELETE does not forget the accepted row", func(r *Router) bool {
+			sent(r, member("Ann"))
+			r.Accept()
+			run(r, change("public.members", cdc.OpDelete, nil, []cdc.Column{col("id", `"m1"`)}))
+			r.Discard()
+			return sent(r, member("Ann"))
+		}, false},
+		{"an accepted DELETE forgets the row", func(r *Router) bool {
+			sent(r, member("Ann"))
+			run(r, change("public.members", cdc.OpDelete, nil, []cdc.Column{col("id", `"m1"`)}))
+			r.Accept()
+			return sent(r, member("Ann"))
+		}, true},
+		{"a discarded TRUNCATE keeps the accepted rows", func(r *Router) bool {
+			sent(r, member("Ann"))
+			r.Accept()
+			run(r, &cdc.Change{Op: cdc.OpTruncate, Truncated: []cdc.Table{{Schema: "public", Name: "members"}}})
+			r.Discard()
+			return sent(r, member("Ann"))
+		}, false},
+		{"an accepted TRUNCATE forgets every row", func(r *Router) bool {
+			sent(r, member("Ann"))
+			r.Accept()
+			run(r, &cdc.Change{Op: cdc.OpTruncate, Truncated: []cdc.Table{{Schema: "public", Name: "members"}}})
+			r.Accept()
+			return sent(r, member("Ann"))
+		}, true},
+		{"an open transaction's rows are discarded too", func(r *Router) bool {
+			r.Begin(cdc.TxInfo{})
+			r.Change(member("Ann"))
+			r.Discard()
+			return sent(r, member("Ann"))
+		}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.steps(newRouter(t, GraceGiver())); got != tc.sent {
+				t.Errorf("last UPDATE sent = %v, want %v", got, tc.sent)
+			}
+		})
+	}
+}

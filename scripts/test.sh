@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every walcast test on a fresh Debian machine, installing what is missing:
 # PostgreSQL 15 (initdb/pg_ctl), redis-server, nginx (sticky-session test),
-# Node.js + npm, Chromium (one browser test), the npm packages of every folder with a package-lock.json,
+# prometheus and promtool (alert rules, scrape tests), Node.js + npm,
+# Chromium (the browser tests), the npm packages of every folder with a package-lock.json,
 # and staticcheck. Then: go vet (the main module and the benchmark's Centrifuge
 # reference server, a module of its own), staticcheck, go test -race ./...
 #
@@ -22,6 +23,7 @@ command -v npm >/dev/null || need_pkgs+=(npm)
 command -v useradd >/dev/null || need_pkgs+=(passwd)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_pkgs+=(nginx)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need_pkgs+=(prometheus)
 if ((${#need_pkgs[@]})); then
 	log "installing Debian packages: ${need_pkgs[*]}"
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -30,9 +32,9 @@ if ((${#need_pkgs[@]})); then
 fi
 # Debian starts the packaged services on install; the tests start their own.
 if command -v systemctl >/dev/null 2>&1; then
-	systemctl stop redis-server postgresql nginx >/dev/null 2>&1 || true
+	systemctl stop redis-server postgresql nginx prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi
-for svc in redis-server postgresql nginx; do
+for svc in redis-server postgresql nginx prometheus prometheus-node-exporter; do
 	service "$svc" stop >/dev/null 2>&1 || true
 done
 
@@ -52,10 +54,11 @@ fi
 
 log "go vet"
 go vet ./...
-# A module of its own (Centrifuge stays out of walcast's go.mod): go vet
-# builds it; its test runs with bench/fanout's.
+# A module of its own (Centrifuge stays out of walcast's go.mod), joined to
+# walcast's by its go.work: go vet builds it; its test runs with
+# bench/fanout's.
 log "go vet and staticcheck in bench/fanout/centrifuge"
-(cd bench/fanout/centrifuge && GOWORK=off go vet ./... && GOWORK=off staticcheck ./...)
+(cd bench/fanout/centrifuge && go vet ./... && staticcheck ./...)
 log "staticcheck"
 staticcheck ./...
 log "go test -race"

@@ -7,9 +7,6 @@
 // every session it is sent to, so a broadcast to N sessions costs one encode.
 package engineio
 
-// This file fixes the exported surface the socketio package codes against.
-// Bodies are filled in by the implementation files.
-
 import (
 	"log/slog"
 	"net/http"

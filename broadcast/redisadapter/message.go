@@ -10,6 +10,7 @@ import (
 
 	"github.com/walcast/walcast/broadcast/socketio"
 	"github.com/walcast/walcast/broadcast/socketio/parser"
+	"github.com/walcast/walcast/internal/jsonstr"
 )
 
 // Message types of socket.io-adapter's ClusterAdapter (the streams adapter's
@@ -467,7 +468,7 @@ func appendJSONStrings(dst []byte, ss []string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = parser.AppendJSONString(dst, s)
+		dst = jsonstr.Append(dst, s)
 	}
 	return append(dst, ']')
 }
@@ -498,7 +499,7 @@ func encodeClusterData(p *parser.Packet, opts socketio.BroadcastOptions) (string
 		b = append(b, a...)
 	}
 	b = append(b, `],"nsp":`...)
-	b = parser.AppendJSONString(b, p.Namespace)
+	b = jsonstr.Append(b, p.Namespace)
 	b = append(b, `},"opts":{"rooms":`...)
 	b = appendJSONStrings(b, opts.Rooms)
 	b = append(b, `,"except":`...)

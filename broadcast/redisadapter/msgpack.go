@@ -21,9 +21,9 @@ import (
 	"sort"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/walcast/walcast/broadcast/socketio/parser"
+	"github.com/walcast/walcast/internal/jsonstr"
 )
 
 // maxDepth bounds nesting so a hostile entry cannot exhaust the stack.
@@ -265,7 +265,7 @@ func (r *mpReader) toJSON(dst []byte, atts *[][]byte, depth int) ([]byte, error)
 		if err != nil {
 			return nil, err
 		}
-		return appendString(dst, s), nil
+		return jsonstr.AppendBytes(dst, s), nil
 	case c >= 0xc4 && c <= 0xc6:
 		b, err := r.str()
 		if err != nil {
@@ -307,7 +307,7 @@ func (r *mpReader) toJSON(dst []byte, atts *[][]byte, depth int) ([]byte, error)
 			if string(key) == "_placeholder" {
 				return nil, r.fail("map key _placeholder is reserved")
 			}
-			dst = appendString(dst, key)
+			dst = jsonstr.AppendBytes(dst, key)
 			dst = append(dst, ':')
 			if dst, err = r.toJSON(dst, atts, depth+1); err != nil {
 				return nil, err
@@ -398,15 +398,6 @@ func (r *mpReader) skip() error {
 	var atts [][]byte
 	_, err := r.toJSON(nil, &atts, 0)
 	return err
-}
-
-// appendString writes s as a JSON string; invalid UTF-8 is replaced as
-// encoding/json would, so the output is always valid JSON.
-func appendString(dst, s []byte) []byte {
-	if !utf8.Valid(s) {
-		s = bytes.ToValidUTF8(s, []byte("\uFFFD"))
-	}
-	return parser.AppendJSONString(dst, string(s))
 }
 
 // appendJSONFloat writes f like JSON.stringify: non-finite values are null.

@@ -123,12 +123,20 @@ func (a *PubSubAdapter) Broadcast(p *parser.Packet, opts socketio.BroadcastOptio
 }
 
 // RequestDisconnect asks every instance, this one included, to disconnect
-// the sockets opts designates: a disconnectSockets request on
-// "<key>-request#<nsp>#", as @socket.io/redis-emitter sends it, so Node
-// peers apply it too. The sockets get a DISCONNECT packet ("io server
-// disconnect"). Like all of pub/sub, an instance cut off from Redis when it
-// is published never sees it.
+// the sockets opts designates in the adapter's namespace
+// (PubSub.RequestDisconnect, without closing their transport).
 func (a *PubSubAdapter) RequestDisconnect(ctx context.Context, opts socketio.BroadcastOptions) error {
+	return a.pubsub.RequestDisconnect(ctx, a.ns.Name(), opts, false)
+}
+
+// RequestDisconnect asks every instance, this one included, to disconnect
+// the sockets opts designates in namespace nsp: a disconnectSockets request
+// on "<key>-request#<nsp>#", as @socket.io/redis-emitter sends it, so Node
+// peers apply it too. The sockets get a DISCONNECT packet ("io server
+// disconnect"); with closeConn their connections are closed too. Like all of
+// pub/sub, an instance cut off from Redis when it is published never sees
+// it.
+func (p *PubSub) RequestDisconnect(ctx context.Context, nsp string, opts socketio.BroadcastOptions, closeConn bool) error {
 	b := make([]byte, 0, 96)
 	b = append(b, `{"type":`...)
 	b = strconv.AppendInt(b, requestRemoteDisconnect, 10)
@@ -136,11 +144,14 @@ func (a *PubSubAdapter) RequestDisconnect(ctx context.Context, opts socketio.Bro
 	b = appendJSONStrings(b, opts.Rooms)
 	b = append(b, `,"except":`...)
 	b = appendJSONStrings(b, opts.Except)
-	b = append(b, `},"close":false}`...)
-	ctx, cancel := context.WithTimeout(ctx, a.pubsub.opts.PublishTimeout)
+	b = append(b, `},"close":`...)
+	b = strconv.AppendBool(b, closeConn)
+	b = append(b, '}')
+	channel := p.opts.Key + "-request#" + nsp + "#"
+	ctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
 	defer cancel()
-	if err := a.pubsub.client.Publish(ctx, a.requests, b).Err(); err != nil {
-		return fmt.Errorf("publish disconnect request to %q: %w", a.requests, err)
+	if err := p.client.Publish(ctx, channel, b).Err(); err != nil {
+		return fmt.Errorf("publish disconnect request to %q: %w", channel, err)
 	}
 	return nil
 }

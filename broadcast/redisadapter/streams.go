@@ -18,6 +18,10 @@ import (
 	"github.com/walcast/walcast/broadcast/socketio/parser"
 )
 
+// DefaultStreamWindow is how long entries stay in the stream unless
+// StreamsOptions.Window says otherwise.
+const DefaultStreamWindow = 10 * time.Minute
+
 // PositionField is the extra stream entry field carrying an event's position.
 // Node adapters ignore fields they do not know.
 const PositionField = "walcast-pos"
@@ -99,7 +103,7 @@ type StreamsOptions struct {
 	// ("<prefix>#<nsp>#" and "<prefix>#<nsp>#<uid>#"); default "socket.io".
 	ChannelPrefix string
 	// Window is how long entries stay in the stream: every append trims
-	// entries older than that (XADD MINID ~). Default 10 minutes.
+	// entries older than that (XADD MINID ~). Default DefaultStreamWindow.
 	Window time.Duration
 	// ReadCount is the number of entries per XREAD; default 100.
 	ReadCount int64
@@ -123,7 +127,7 @@ func (o *StreamsOptions) defaults() {
 		o.ChannelPrefix = "socket.io"
 	}
 	if o.Window <= 0 {
-		o.Window = 10 * time.Minute
+		o.Window = DefaultStreamWindow
 	}
 	if o.ReadCount <= 0 {
 		o.ReadCount = 100
@@ -203,6 +207,14 @@ func randomUID() string {
 
 // UID is this instance's id in the cluster messages it writes.
 func (s *Streams) UID() string { return s.uid }
+
+// Adapter returns the adapter NewAdapter built for namespace nsp, nil when
+// there is none.
+func (s *Streams) Adapter(nsp string) *StreamsAdapter {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.adapters[nsp]
+}
 
 // NewAdapter builds the adapter of ns; it fits socketio.Config.NewAdapter.
 func (s *Streams) NewAdapter(ns *socketio.Namespace) socketio.Adapter {
@@ -384,13 +396,15 @@ func (a *StreamsAdapter) Publish(ctx context.Context, p *parser.Packet, opts soc
 
 // BatchItem is one entry of a PublishBatch: a broadcast of Packet, or, with
 // Disconnect, a disconnectSockets request (type 6, as the Node adapter writes
-// it, close false) for the sockets Opts designates. Every instance applies it
-// to its own sockets when it reads it back: they get a DISCONNECT packet
-// ("io server disconnect"), so clients do not reconnect by themselves.
+// it) for the sockets Opts designates. Every instance applies it to its own
+// sockets when it reads it back: they get a DISCONNECT packet ("io server
+// disconnect"), so clients do not reconnect by themselves; with Close their
+// connections are closed too.
 type BatchItem struct {
 	Packet     *parser.Packet
 	Opts       socketio.BroadcastOptions
 	Disconnect bool
+	Close      bool
 }
 
 // publishBatchScript appends batches (each one committed transaction's
@@ -499,7 +513,7 @@ func (a *StreamsAdapter) PublishBatches(ctx context.Context, batches []FencedBat
 		for i, it := range b.Items {
 			typ, data := typeBroadcast, ""
 			if it.Disconnect {
-				typ, data = typeDisconnect, encodeDisconnectData(it.Opts, false)
+				typ, data = typeDisconnect, encodeDisconnectData(it.Opts, it.Close)
 			} else {
 				if it.Packet == nil {
 					return nil, fmt.Errorf("encode broadcast %d of batch at %s: no packet", i, first)

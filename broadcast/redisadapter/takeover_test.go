@@ -159,12 +159,19 @@ func TestTakeoverNoticeUnseenByNode(t *testing.T) {
 	ctx := context.Background()
 	// The Node servers are subscribed: the streams one on the public
 	// channel (beside the two walcast instances), the pub/sub one with its
-	// pattern.
-	if n, err := rc.PubSubNumSub(ctx, "socket.io#/#").Result(); err != nil || n["socket.io#/#"] != 3 {
-		t.Fatalf("NUMSUB socket.io#/# = %v %v, want 3", n, err)
-	}
-	if n, err := rc.PubSubNumPat(ctx).Result(); err != nil || n < 1 {
-		t.Fatalf("NUMPAT = %d %v, want the Node pub/sub adapter's pattern", n, err)
+	// pattern. Node prints "ready" once it listens, and its adapters
+	// subscribe without waiting for that, so the counts are polled.
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		subs, errSub := rc.PubSubNumSub(ctx, "socket.io#/#").Result()
+		pats, errPat := rc.PubSubNumPat(ctx).Result()
+		if errSub == nil && errPat == nil && subs["socket.io#/#"] == 3 && pats >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("NUMSUB socket.io#/# = %v (%v), NUMPAT = %d (%v); want 3 and the Node pub/sub adapter's pattern", subs, errSub, pats, errPat)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	ad := srvA.Sockets().Adapter().(*StreamsAdapter)
 	ch := ad.streams.takeoverChannel("/")

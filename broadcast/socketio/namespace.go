@@ -185,6 +185,7 @@ func (n *Namespace) add(s *Socket) {
 		}
 	}
 	s.persistAtConnect() // the CONNECT reply is still held back (Cork)
+	n.srv.announceConnected(s)
 }
 
 func (n *Namespace) remove(s *Socket) {

@@ -48,6 +48,7 @@ type Server struct {
 
 	mu   sync.RWMutex
 	nsps map[string]*Namespace
+	obs  observers
 
 	stopRefresh chan struct{}
 	refreshDone chan struct{}

@@ -64,6 +64,7 @@ type Socket struct {
 	client    *client
 	handshake Handshake
 	connected atomic.Bool
+	obs       socketObs
 
 	mu           sync.Mutex
 	handlers     map[string]EventHandler
@@ -349,12 +350,14 @@ func (s *Socket) Join(rooms ...string) {
 		s.rec.jmu.Unlock()
 	}
 	s.nsp.adapter.AddAll(s, rooms)
+	s.nsp.srv.announceJoined(s, rooms)
 	s.persistAsync()
 }
 
 // Leave removes the socket from room.
 func (s *Socket) Leave(room string) {
 	s.nsp.adapter.Del(s, room)
+	s.nsp.srv.announceLeft(s, room)
 	s.persistAsync()
 }
 
@@ -467,6 +470,7 @@ func (s *Socket) onClose(reason string) {
 			go s.DropRecovery()
 		}
 	}
+	s.nsp.srv.announceDisconnected(s, reason)
 	s.nsp.remove(s)
 	s.client.remove(s)
 	s.mu.Lock()

@@ -10,6 +10,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/walcast/walcast/broadcast"
+	"github.com/walcast/walcast/broadcast/redisadapter"
+	"github.com/walcast/walcast/cdc"
+	"github.com/walcast/walcast/gateway"
+	"github.com/walcast/walcast/locks"
 )
 
 // settings is everything `walcast serve` can be told, from flags and the
@@ -37,42 +43,111 @@ type settings struct {
 	LockTTL         time.Duration
 	LockRenew       bool
 	LockReleaseOnDC bool
-	Production      bool
 	// InstanceID starts every Engine.IO session id this process hands out,
 	// so a proxy can send a session's later requests back here.
 	InstanceID string
 }
 
-// setting binds one flag to its environment variable.
+// setting is one setting of `walcast serve`, written once: its flag, its
+// environment variable, its default, how its value is read and its help.
 type setting struct {
-	flag, env, usage string
+	flag, env string
+	arg       string // what the value is, for the help ("URL", "DURATION"); empty for on/off settings
+	def       string // the default, read like a given value; empty: none
+	defText   string // the default in words, when def does not say it
+	usage     string
+	apply     func(s *settings, v string, as setting) error
 }
 
+func (st setting) boolean() bool { return st.arg == "" }
+
+// serveSettings is every setting, in the order the help lists them.
 var serveSettings = []setting{
-	{"database-url", "DATABASE_URL", "PostgreSQL URL of a role with REPLICATION; wal_level must be logical (required)"},
-	{"jwt-secret", "JWT_SECRET", "HS256 secret the app signs its tokens with (required unless --jwt-public-key)"},
-	{"jwt-public-key", "JWT_PUBLIC_KEY_FILE", "PEM public key file for RS256/ES256 tokens"},
-	{"jwt-algorithm", "JWT_ALGORITHM", "the one accepted token algorithm: HS256, RS256 or ES256 (default HS256, or RS256 with a public key)"},
-	{"redis-url", "REDIS_URL", "Redis URL (redis:// or rediss://); unset: one instance, locks in memory"},
-	{"recovery-window", "WALCAST_RECOVERY_WINDOW", "how long a disconnected client may come back and receive what it missed (socket.recovered); 0 turns recovery off. Broadcasts carry an offset as an extra last argument (handlers written for the contract ignore it) and sockets get walcast:offset at connect and every 30s"},
-	{"stream-window", "WALCAST_STREAM_WINDOW", "how long events stay in the Redis stream (it is trimmed by age with XADD MINID, not by count)"},
-	{"redis-adapter", "WALCAST_REDIS_ADAPTER", "how instances share events through Redis: streams (a fenced Redis stream, @socket.io/redis-streams-adapter 0.3 compatible: each change delivered exactly once across a reader failover) or pubsub (@socket.io/redis-adapter 8 compatible, reachable by @socket.io/redis-emitter: no fencing, so a failover can deliver the last transactions twice, and an instance cut off from Redis misses what is published meanwhile; revocations go out as disconnect requests on the request channel, equally unkept); needs --redis-url"},
-	{"listen", "WALCAST_LISTEN", "HTTP listen address"},
-	{"path", "WALCAST_PATH", "Socket.IO path"},
-	{"cors-origins", "WALCAST_CORS_ORIGINS", "comma-separated allowed browser origins; * allows any (default: same origin only)"},
-	{"config", "WALCAST_CONFIG", "YAML routing file (default: the built-in GraceGiver profile)"},
-	{"publication", "WALCAST_PUBLICATION", "publication name"},
-	{"slot", "WALCAST_SLOT", "replication slot name"},
-	{"recreate-slot", "WALCAST_RECREATE_SLOT", "accept that changes were lost when the slot is gone: create a new one and tell clients to refetch"},
-	{"log-level", "WALCAST_LOG_LEVEL", "debug, info, warn or error"},
-	{"log-format", "WALCAST_LOG_FORMAT", "text or json"},
-	{"token-expiry-warning", "WALCAST_TOKEN_EXPIRY_WARNING", "how long before a token expires its socket gets auth:expiring"},
-	{"lock-ttl", "WALCAST_LOCK_TTL", "record lock lifetime"},
-	{"lock-renew", "WALCAST_LOCK_RENEW", "extend a connected holder's locks before they expire"},
-	{"lock-release-on-disconnect", "WALCAST_LOCK_RELEASE_ON_DISCONNECT", "release a socket's locks once it has been gone for the recovery window (2m when recovery is off) without resuming its session on any instance"},
-	{"write-delay", "WALCAST_WRITE_DELAY", "how long an idle socket's writes wait for more events to leave in the same system call: less CPU per delivered event when each socket gets several events per interval, for up to this much added latency (0 to 1s; 0 writes at once)"},
-	{"instance-id", "WALCAST_INSTANCE_ID", "1-16 letters or digits naming this instance; session ids start with it and a dot, so a proxy can route a session's requests back (see deploy/nginx.conf; default: random per process)"},
+	{flag: "database-url", env: "DATABASE_URL", arg: "URL", defText: "required",
+		usage: "PostgreSQL URL of a role with REPLICATION; wal_level must be logical",
+		apply: text(func(s *settings) *string { return &s.DatabaseURL })},
+	{flag: "jwt-secret", env: "JWT_SECRET", arg: "SECRET", defText: "required unless --jwt-public-key",
+		usage: "HS256 secret the app signs its tokens with",
+		apply: func(s *settings, v string, _ setting) error { s.JWTSecret = v; return nil }}, // taken verbatim
+	{flag: "jwt-public-key", env: "JWT_PUBLIC_KEY_FILE", arg: "FILE",
+		usage: "PEM public key file for RS256/ES256 tokens",
+		apply: text(func(s *settings) *string { return &s.JWTPublicKey })},
+	{flag: "jwt-algorithm", env: "JWT_ALGORITHM", arg: "ALG", defText: "HS256, or RS256 with a public key",
+		usage: "the one accepted token algorithm: HS256, RS256 or ES256",
+		apply: func(s *settings, v string, _ setting) error {
+			s.JWTAlgorithm = strings.ToUpper(strings.TrimSpace(v))
+			return nil
+		}},
+	{flag: "redis-url", env: "REDIS_URL", arg: "URL", defText: "unset: one instance, locks in memory",
+		usage: "Redis URL (redis://, rediss:// or unix://) joining several instances",
+		apply: redisURL},
+	{flag: "redis-adapter", env: "WALCAST_REDIS_ADAPTER", arg: "NAME", def: string(broadcast.AdapterStreams),
+		usage: "how instances share events through Redis: streams (a fenced Redis stream, " +
+			"@socket.io/redis-streams-adapter 0.3 compatible: each change delivered exactly once across a reader failover) " +
+			"or pubsub (@socket.io/redis-adapter 8 compatible, reachable by @socket.io/redis-emitter; at least once: " +
+			"a failover can deliver the last transactions twice, an instance cut off from Redis misses what is published " +
+			"meanwhile, revocations are disconnect requests on the request channel, equally unkept); needs --redis-url",
+		apply: redisAdapter},
+	{flag: "stream-window", env: "WALCAST_STREAM_WINDOW", arg: "DURATION", def: durationText(redisadapter.DefaultStreamWindow),
+		usage: "how long events stay in the Redis stream (trimmed by age with XADD MINID, not by count)",
+		apply: duration(func(s *settings) *time.Duration { return &s.StreamWindow }, positive)},
+	{flag: "recovery-window", env: "WALCAST_RECOVERY_WINDOW", arg: "DURATION", def: durationText(gateway.DefaultRecoveryWindow),
+		usage: "how long a disconnected client may come back and receive what it missed (socket.recovered); 0 turns recovery off. " +
+			"Broadcasts carry an offset as an extra last argument (handlers written for the contract ignore it) " +
+			"and sockets get " + gateway.EventOffset + " at connect and every " + durationText(gateway.OffsetInterval),
+		apply: duration(func(s *settings) *time.Duration { return &s.RecoveryWindow }, nonNegative)},
+	{flag: "instance-id", env: "WALCAST_INSTANCE_ID", arg: "ID", defText: "random per process",
+		usage: "1-16 letters or digits naming this instance; session ids start with it and a dot, " +
+			"so a proxy can route a session's requests back (see deploy/nginx.conf)",
+		apply: instanceID},
+	{flag: "listen", env: "WALCAST_LISTEN", arg: "ADDR", def: defaultListen,
+		usage: "HTTP listen address",
+		apply: text(func(s *settings) *string { return &s.Listen })},
+	{flag: "path", env: "WALCAST_PATH", arg: "PATH", def: broadcast.DefaultPath,
+		usage: "Socket.IO path",
+		apply: socketPath},
+	{flag: "write-delay", env: "WALCAST_WRITE_DELAY", arg: "DURATION", def: "0",
+		usage: "how long an idle socket's writes wait for more events to leave in the same system call: " +
+			"less CPU per delivered event when each socket gets several events per interval, " +
+			"for up to this much added latency (0 to 1s; 0 writes at once)",
+		apply: writeDelay},
+	{flag: "cors-origins", env: "WALCAST_CORS_ORIGINS", arg: "LIST", defText: "same origin only",
+		usage: "comma-separated allowed browser origins; * allows any",
+		apply: corsOrigins},
+	{flag: "config", env: "WALCAST_CONFIG", arg: "FILE", defText: "the built-in GraceGiver profile",
+		usage: "YAML routing file",
+		apply: text(func(s *settings) *string { return &s.ConfigFile })},
+	{flag: "publication", env: "WALCAST_PUBLICATION", arg: "NAME", def: cdc.DefaultPublication,
+		usage: "publication name",
+		apply: text(func(s *settings) *string { return &s.Publication })},
+	{flag: "slot", env: "WALCAST_SLOT", arg: "NAME", def: cdc.DefaultSlot,
+		usage: "replication slot name",
+		apply: text(func(s *settings) *string { return &s.Slot })},
+	{flag: "recreate-slot", env: "WALCAST_RECREATE_SLOT", def: "false",
+		usage: "accept that changes were lost when the slot is gone: create a new one and tell clients to refetch",
+		apply: boolean(func(s *settings) *bool { return &s.RecreateSlot })},
+	{flag: "log-level", env: "WALCAST_LOG_LEVEL", arg: "LEVEL", def: "info",
+		usage: "debug, info, warn or error",
+		apply: logLevel},
+	{flag: "log-format", env: "WALCAST_LOG_FORMAT", arg: "FORMAT", def: "text",
+		usage: "text or json",
+		apply: logFormat},
+	{flag: "token-expiry-warning", env: "WALCAST_TOKEN_EXPIRY_WARNING", arg: "DURATION", def: durationText(gateway.DefaultExpiryWarning),
+		usage: "how long before a token expires its socket gets auth:expiring",
+		apply: duration(func(s *settings) *time.Duration { return &s.ExpiryWarning }, positive)},
+	{flag: "lock-ttl", env: "WALCAST_LOCK_TTL", arg: "DURATION", def: durationText(locks.DefaultTTL),
+		usage: "record lock lifetime",
+		apply: duration(func(s *settings) *time.Duration { return &s.LockTTL }, positive)},
+	{flag: "lock-renew", env: "WALCAST_LOCK_RENEW", def: "false",
+		usage: "extend a connected holder's locks before they expire",
+		apply: boolean(func(s *settings) *bool { return &s.LockRenew })},
+	{flag: "lock-release-on-disconnect", env: "WALCAST_LOCK_RELEASE_ON_DISCONNECT", def: "false",
+		usage: "release a socket's locks once it has been gone for the recovery window (2m when recovery is off) " +
+			"without resuming its session on any instance",
+		apply: boolean(func(s *settings) *bool { return &s.LockReleaseOnDC })},
 }
+
+const defaultListen = ":8080"
 
 // parseServe reads settings for serve from args and env. Unknown flags,
 // unknown WALCAST_* variables and contradictions are errors naming the
@@ -83,117 +158,52 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 		k, v, _ := strings.Cut(kv, "=")
 		envMap[k] = v
 	}
-	known := map[string]bool{}
-	for _, s := range serveSettings {
-		known[s.env] = true
-	}
-	var unknown []string
-	for k := range envMap {
-		if strings.HasPrefix(k, "WALCAST_") && !known[k] {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
+	if unknown := unknownEnv(envMap); len(unknown) > 0 {
 		return nil, fmt.Errorf("unknown environment setting %s (known: %s)", strings.Join(unknown, ", "), strings.Join(walcastEnvNames(), ", "))
 	}
 
 	fs := flag.NewFlagSet("walcast serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	vals := map[string]*string{}
-	defaults := map[string]string{
-		"listen": ":8080", "redis-adapter": "streams", "stream-window": "10m", "recovery-window": "2m", "write-delay": "0", "path": "/socket.io/", "publication": "walcast", "slot": "walcast",
-		"log-level": "info", "log-format": "text", "token-expiry-warning": "1m", "lock-ttl": "15m",
-		"recreate-slot": "false", "lock-renew": "false", "lock-release-on-disconnect": "false",
-	}
-	for _, s := range serveSettings {
-		def := defaults[s.flag]
-		if v, ok := envMap[s.env]; ok {
-			def = v
+	vals := make([]*string, len(serveSettings))
+	for i, st := range serveSettings {
+		v := st.def
+		if e, ok := envMap[st.env]; ok {
+			v = e
 		}
-		usage := fmt.Sprintf("%s [$%s]", s.usage, s.env)
-		if boolSettings[s.flag] {
-			// Registered as a boolean flag so a bare --lock-renew means true;
-			// the value is still checked below, with the env's.
-			v := def
-			fs.Var(boolFlag{&v}, s.flag, usage)
-			vals[s.flag] = &v
-			continue
+		vals[i] = &v
+		if st.boolean() {
+			// A boolean flag, so a bare --lock-renew means true; the value
+			// is still checked by apply, like the environment's.
+			fs.Var(boolFlag{stringFlag{vals[i]}}, st.flag, st.usage)
+		} else {
+			fs.Var(stringFlag{vals[i]}, st.flag, st.usage)
 		}
-		vals[s.flag] = fs.String(s.flag, def, usage)
 	}
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: walcast serve [flags]\n\nEvery flag can also be set by the environment variable shown; the flag wins.")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printServeUsage(stderr) }
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	get := func(name string) string { return strings.TrimSpace(*vals[name]) }
+	s := &settings{}
 	var errs []error
-	boolOf := func(name string) bool {
-		switch strings.ToLower(get(name)) {
-		case "", "0", "false", "no", "off":
-			return false
-		case "1", "true", "yes", "on":
-			return true
-		}
-		errs = append(errs, fmt.Errorf("--%s: %q is not a boolean", name, get(name)))
-		return false
-	}
-	durationOf := func(name string) time.Duration {
-		d, err := time.ParseDuration(get(name))
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("--%s: %q is not a positive duration (like 30s, 15m)", name, get(name)))
-		}
-		return d
-	}
-	nonNegativeDuration := func(name string) time.Duration {
-		d, err := time.ParseDuration(get(name))
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("--%s: %q is not a duration (like 0, 2m)", name, get(name)))
-		}
-		return d
-	}
-	s := &settings{
-		DatabaseURL:     get("database-url"),
-		JWTSecret:       *vals["jwt-secret"], // secrets are taken verbatim
-		JWTPublicKey:    get("jwt-public-key"),
-		JWTAlgorithm:    strings.ToUpper(get("jwt-algorithm")),
-		RedisURL:        get("redis-url"),
-		RedisAdapter:    strings.ToLower(get("redis-adapter")),
-		StreamWindow:    durationOf("stream-window"),
-		RecoveryWindow:  nonNegativeDuration("recovery-window"),
-		WriteDelay:      nonNegativeDuration("write-delay"),
-		Listen:          get("listen"),
-		Path:            get("path"),
-		ConfigFile:      get("config"),
-		Publication:     get("publication"),
-		Slot:            get("slot"),
-		RecreateSlot:    boolOf("recreate-slot"),
-		LogFormat:       get("log-format"),
-		ExpiryWarning:   durationOf("token-expiry-warning"),
-		LockTTL:         durationOf("lock-ttl"),
-		LockRenew:       boolOf("lock-renew"),
-		LockReleaseOnDC: boolOf("lock-release-on-disconnect"),
-		InstanceID:      get("instance-id"),
-	}
-	if s.WriteDelay > time.Second {
-		errs = append(errs, fmt.Errorf("--write-delay (WALCAST_WRITE_DELAY): %s is over 1s: every event would wait that long", s.WriteDelay))
-	}
-	if s.InstanceID == "" {
-		s.InstanceID = randomInstanceID()
-	} else if !validInstanceID(s.InstanceID) {
-		errs = append(errs, fmt.Errorf("--instance-id (WALCAST_INSTANCE_ID): %q must be 1-16 letters or digits", s.InstanceID))
-	}
-	for _, o := range strings.Split(get("cors-origins"), ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			s.CORSOrigins = append(s.CORSOrigins, o)
+	for i, st := range serveSettings {
+		if err := st.apply(s, *vals[i], st); err != nil {
+			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, s.contradictions()...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// contradictions checks what no single setting can: required settings and
+// settings that only make sense together.
+func (s *settings) contradictions() []error {
+	var errs []error
 	if s.DatabaseURL == "" {
 		errs = append(errs, errors.New("--database-url (DATABASE_URL) is required"))
 	}
@@ -220,56 +230,220 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 	default:
 		errs = append(errs, fmt.Errorf("--jwt-algorithm: %q is not HS256, RS256 or ES256", s.JWTAlgorithm))
 	}
-	if err := s.LogLevel.UnmarshalText([]byte(get("log-level"))); err != nil {
-		errs = append(errs, fmt.Errorf("--log-level: %q is not debug, info, warn or error", get("log-level")))
+	if s.RecoveryWindow > 0 && s.RedisURL != "" && s.RedisAdapter == string(broadcast.AdapterStreams) && s.StreamWindow < s.RecoveryWindow {
+		errs = append(errs, fmt.Errorf("--stream-window %s is shorter than --recovery-window %s: the stream would be trimmed before a client comes back", s.StreamWindow, s.RecoveryWindow))
 	}
-	if s.LogFormat != "text" && s.LogFormat != "json" {
-		errs = append(errs, fmt.Errorf("--log-format: %q is not text or json", s.LogFormat))
+	if s.RedisAdapter == string(broadcast.AdapterPubSub) && s.RedisURL == "" {
+		errs = append(errs, errors.New("--redis-adapter (WALCAST_REDIS_ADAPTER) pubsub needs --redis-url (REDIS_URL)"))
 	}
+	return errs
+}
+
+// Readers of setting values. Each error names the setting.
+
+func text(field func(*settings) *string) func(*settings, string, setting) error {
+	return func(s *settings, v string, _ setting) error {
+		*field(s) = strings.TrimSpace(v)
+		return nil
+	}
+}
+
+func boolean(field func(*settings) *bool) func(*settings, string, setting) error {
+	return func(s *settings, v string, as setting) error {
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "", "0", "false", "no", "off":
+			*field(s) = false
+		case "1", "true", "yes", "on":
+			*field(s) = true
+		default:
+			return fmt.Errorf("--%s: %q is not a boolean", as.flag, strings.TrimSpace(v))
+		}
+		return nil
+	}
+}
+
+type durationRange int
+
+const (
+	positive durationRange = iota
+	nonNegative
+)
+
+func duration(field func(*settings) *time.Duration, r durationRange) func(*settings, string, setting) error {
+	return func(s *settings, v string, as setting) error {
+		v = strings.TrimSpace(v)
+		d, err := time.ParseDuration(v)
+		switch {
+		case r == positive && (err != nil || d <= 0):
+			return fmt.Errorf("--%s: %q is not a positive duration (like 30s, 15m)", as.flag, v)
+		case r == nonNegative && (err != nil || d < 0):
+			return fmt.Errorf("--%s: %q is not a duration (like 0, 2m)", as.flag, v)
+		}
+		*field(s) = d
+		return nil
+	}
+}
+
+func writeDelay(s *settings, v string, as setting) error {
+	if err := duration(func(s *settings) *time.Duration { return &s.WriteDelay }, nonNegative)(s, v, as); err != nil {
+		return err
+	}
+	if s.WriteDelay > time.Second {
+		return fmt.Errorf("--%s (%s): %s is over 1s: every event would wait that long", as.flag, as.env, s.WriteDelay)
+	}
+	return nil
+}
+
+func redisURL(s *settings, v string, as setting) error {
+	s.RedisURL = strings.TrimSpace(v)
+	if s.RedisURL != "" && !strings.HasPrefix(s.RedisURL, "redis://") && !strings.HasPrefix(s.RedisURL, "rediss://") && !strings.HasPrefix(s.RedisURL, "unix://") {
+		return fmt.Errorf("--%s: %q must start with redis://, rediss:// or unix://", as.flag, s.RedisURL)
+	}
+	return nil
+}
+
+func redisAdapter(s *settings, v string, as setting) error {
+	s.RedisAdapter = strings.ToLower(strings.TrimSpace(v))
+	switch broadcast.ClusterAdapter(s.RedisAdapter) {
+	case broadcast.AdapterStreams, broadcast.AdapterPubSub:
+		return nil
+	}
+	return fmt.Errorf("--%s (%s): %q is not %s or %s", as.flag, as.env, s.RedisAdapter, broadcast.AdapterStreams, broadcast.AdapterPubSub)
+}
+
+func instanceID(s *settings, v string, as setting) error {
+	s.InstanceID = strings.TrimSpace(v)
+	if s.InstanceID == "" {
+		s.InstanceID = randomInstanceID()
+	} else if !validInstanceID(s.InstanceID) {
+		return fmt.Errorf("--%s (%s): %q must be 1-16 letters or digits", as.flag, as.env, s.InstanceID)
+	}
+	return nil
+}
+
+func socketPath(s *settings, v string, as setting) error {
+	s.Path = strings.TrimSpace(v)
 	if !strings.HasPrefix(s.Path, "/") {
-		errs = append(errs, fmt.Errorf("--path: %q must start with /", s.Path))
+		return fmt.Errorf("--%s: %q must start with /", as.flag, s.Path)
 	}
 	if !strings.HasSuffix(s.Path, "/") {
 		s.Path += "/"
 	}
-	if s.RecoveryWindow > 0 && s.RedisURL != "" && s.RedisAdapter == "streams" && s.StreamWindow < s.RecoveryWindow {
-		errs = append(errs, fmt.Errorf("--stream-window %s is shorter than --recovery-window %s: the stream would be trimmed before a client comes back", s.StreamWindow, s.RecoveryWindow))
-	}
-	if s.RedisURL != "" && !strings.HasPrefix(s.RedisURL, "redis://") && !strings.HasPrefix(s.RedisURL, "rediss://") && !strings.HasPrefix(s.RedisURL, "unix://") {
-		errs = append(errs, fmt.Errorf("--redis-url: %q must start with redis://, rediss:// or unix://", s.RedisURL))
-	}
-	switch s.RedisAdapter {
-	case "streams":
-	case "pubsub":
-		if s.RedisURL == "" {
-			errs = append(errs, errors.New("--redis-adapter (WALCAST_REDIS_ADAPTER) pubsub needs --redis-url (REDIS_URL)"))
+	return nil
+}
+
+func corsOrigins(s *settings, v string, as setting) error {
+	for _, o := range strings.Split(v, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			s.CORSOrigins = append(s.CORSOrigins, o)
 		}
-	default:
-		errs = append(errs, fmt.Errorf("--redis-adapter (WALCAST_REDIS_ADAPTER): %q is not streams or pubsub", s.RedisAdapter))
 	}
 	if slices.Contains(s.CORSOrigins, "*") && len(s.CORSOrigins) > 1 {
-		errs = append(errs, errors.New("--cors-origins: * together with named origins is contradictory"))
+		return fmt.Errorf("--%s: * together with named origins is contradictory", as.flag)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return nil
 }
 
-// boolSettings are the on/off settings: flags that may be given bare.
-var boolSettings = map[string]bool{"recreate-slot": true, "lock-renew": true, "lock-release-on-disconnect": true}
+func logLevel(s *settings, v string, as setting) error {
+	v = strings.TrimSpace(v)
+	if err := s.LogLevel.UnmarshalText([]byte(v)); err != nil {
+		return fmt.Errorf("--%s: %q is not debug, info, warn or error", as.flag, v)
+	}
+	return nil
+}
 
-// boolFlag is a string-valued flag that the flag package treats as boolean.
-type boolFlag struct{ p *string }
+func logFormat(s *settings, v string, as setting) error {
+	s.LogFormat = strings.TrimSpace(v)
+	if s.LogFormat != "text" && s.LogFormat != "json" {
+		return fmt.Errorf("--%s: %q is not text or json", as.flag, s.LogFormat)
+	}
+	return nil
+}
 
-func (b boolFlag) String() string {
-	if b.p == nil {
+// durationText writes a default duration the way a user would: 10m, not
+// 10m0s.
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// stringFlag is a flag holding a setting's raw text.
+type stringFlag struct{ p *string }
+
+func (f stringFlag) String() string {
+	if f.p == nil {
 		return ""
 	}
-	return *b.p
+	return *f.p
 }
-func (b boolFlag) Set(v string) error { *b.p = v; return nil }
-func (b boolFlag) IsBoolFlag() bool   { return true }
+func (f stringFlag) Set(v string) error { *f.p = v; return nil }
+
+// boolFlag is a string-valued flag that the flag package treats as boolean.
+type boolFlag struct{ stringFlag }
+
+func (boolFlag) IsBoolFlag() bool { return true }
+
+// printServeUsage lists every setting with its variable, default and help,
+// wrapped to a terminal's width.
+func printServeUsage(w io.Writer) {
+	fmt.Fprint(w, "usage: walcast serve [flags]\n\nEvery flag can also be set by the environment variable shown; the flag wins.\n\n")
+	for _, st := range serveSettings {
+		head := "  --" + st.flag
+		if !st.boolean() {
+			head += " " + st.arg
+		}
+		head += "  $" + st.env
+		switch {
+		case st.defText != "":
+			head += "  (" + st.defText + ")"
+		case st.def != "" && !st.boolean():
+			head += "  (default " + st.def + ")"
+		}
+		fmt.Fprintln(w, head)
+		for _, line := range wrap(st.usage, usageWidth-8) {
+			fmt.Fprintln(w, "        "+line)
+		}
+	}
+}
+
+const usageWidth = 80
+
+// wrap breaks text into lines of at most width characters, at spaces.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+func unknownEnv(env map[string]string) []string {
+	var unknown []string
+	for k := range env {
+		if strings.HasPrefix(k, "WALCAST_") && !slices.Contains(walcastEnvNames(), k) {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
+}
 
 func walcastEnvNames() []string {
 	var names []string

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"io"
 	"log/slog"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -143,5 +147,67 @@ func TestParseServeRedisAdapter(t *testing.T) {
 	// Without Redis the default is accepted: it only matters with REDIS_URL.
 	if _, err := parseServe(nil, base[:2], io.Discard); err != nil {
 		t.Errorf("default adapter without REDIS_URL: %v", err)
+	}
+}
+
+// TestServeUsageIsReadable: `walcast serve -h` lists every setting with
+// its variable, in lines a terminal shows whole.
+func TestServeUsageIsReadable(t *testing.T) {
+	var out strings.Builder
+	if _, err := parseServe([]string{"-h"}, nil, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v, want flag.ErrHelp", err)
+	}
+	for i, line := range strings.Split(out.String(), "\n") {
+		if len(line) > usageWidth {
+			t.Errorf("usage line %d is %d characters: %q", i+1, len(line), line)
+		}
+	}
+	for _, st := range serveSettings {
+		if !strings.Contains(out.String(), "--"+st.flag+" ") || !strings.Contains(out.String(), "$"+st.env+" ") && !strings.Contains(out.String(), "$"+st.env+"\n") {
+			t.Errorf("usage does not list --%s with $%s", st.flag, st.env)
+		}
+	}
+}
+
+// TestReadmeConfigurationTable: README's configuration table lists every
+// setting of serve, and only those, with its variable and default.
+func TestReadmeConfigurationTable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	row := regexp.MustCompile("(?m)^\\| `--([a-z-]+)` \\| `([A-Z_]+)` \\|([^|]*)\\|")
+	rows := map[string][2]string{}
+	for _, m := range row.FindAllStringSubmatch(table, -1) {
+		rows[m[1]] = [2]string{m[2], strings.TrimSpace(m[3])}
+	}
+	for _, st := range serveSettings {
+		r, ok := rows[st.flag]
+		if !ok {
+			t.Errorf("README's table lacks --%s", st.flag)
+			continue
+		}
+		delete(rows, st.flag)
+		if r[0] != st.env {
+			t.Errorf("README: --%s is set by %s, walcast reads %s", st.flag, r[0], st.env)
+		}
+		want := "`" + st.def + "`"
+		if st.boolean() {
+			want = st.def
+		}
+		if st.def != "" && !strings.Contains(r[1], want) {
+			t.Errorf("README: --%s defaults to %q, walcast to %s", st.flag, r[1], want)
+		}
+		if st.def == "" && r[1] == "" && st.defText != "" {
+			t.Errorf("README: --%s has no default written; walcast's is %q", st.flag, st.defText)
+		}
+	}
+	for f := range rows {
+		t.Errorf("README's table has --%s, which walcast serve does not know", f)
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/walcast/walcast/internal/pgtest"
+	"github.com/walcast/walcast/internal/pgtemp"
 	"github.com/walcast/walcast/sql"
 )
 
@@ -29,7 +29,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "starting a throwaway PostgreSQL (wal_level=logical)...")
-	pg, err := pgtest.Start(pgtest.Options{})
+	pg, err := pgtemp.Start(pgtemp.Options{})
 	if err != nil {
 		return fmt.Errorf("start PostgreSQL (is the postgresql package installed?): %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/internal/redistest"
+	"github.com/walcast/walcast/relay"
 )
 
 // TestGroupCommitThroughRedis: transactions that pile up while walcast is
@@ -58,8 +59,8 @@ func TestGroupCommitThroughRedis(t *testing.T) {
 		e, _ := strconv.Atoi(m[2])
 		groups++
 		biggest = max(biggest, n)
-		if e > maxPendingEntries+rows {
-			t.Errorf("one script call appended %d entries, over the %d bound plus one transaction", e, maxPendingEntries)
+		if e > relay.MaxGroupEntries+rows {
+			t.Errorf("one script call appended %d entries, over the %d bound plus one transaction", e, relay.MaxGroupEntries)
 		}
 	}
 	if biggest < 2 {

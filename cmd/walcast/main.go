@@ -55,7 +55,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		return serve(ctx, cfg, stderr)
+		return withAdvice(serve(ctx, cfg, stderr), cfg.Slot)
 	case "demo":
 		return demo(ctx, args[1:], stdout, stderr)
 	case "teardown":

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/logbuf"
 	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/sql"
 )
@@ -116,24 +115,6 @@ var slotSeq atomic.Int64
 // databases are per test.
 func uniqueSlot() string { return fmt.Sprintf("walcast_t%d_%d", os.Getpid(), slotSeq.Add(1)) }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // instance is one `walcast serve` subprocess.
 type instance struct {
 	t    *testing.T
@@ -142,7 +123,7 @@ type instance struct {
 	DSN  string
 	Slot string
 	Pub  string
-	logs *syncBuffer
+	logs *logbuf.Buffer
 	done chan struct{}
 	err  error // set when done is closed
 }
@@ -179,7 +160,7 @@ func startWalcast(t *testing.T, dsn string, o serveOpts) *instance {
 	args := append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--slot", o.slot, "--publication", o.pub, "--log-level", "debug"}, o.args...)
 	cmd := exec.Command(walcastBin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "DATABASE_URL=" + dsn, "JWT_SECRET=" + testSecret}, o.env...)
-	in := &instance{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DSN: dsn, Slot: o.slot, Pub: o.pub, logs: &syncBuffer{}, done: make(chan struct{})}
+	in := &instance{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DSN: dsn, Slot: o.slot, Pub: o.pub, logs: &logbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = in.logs, in.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start walcast: %v", err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/logbuf"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
@@ -120,7 +121,7 @@ func startNginx(t *testing.T, instances []nginxInstance) *nginxProc {
 	if err := os.WriteFile(conf, renderNginxConf(t, c), 0o644); err != nil {
 		t.Fatalf("write nginx.conf: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	cmd := exec.Command(bin, "-p", dir, "-c", conf, "-e", c.ErrorLog, "-g", "daemon off;")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

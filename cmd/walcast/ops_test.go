@@ -275,3 +275,26 @@ func mustField(t *testing.T, obj json.RawMessage, name string) json.RawMessage {
 	}
 	return env.Data[name]
 }
+
+// TestSlotLostAdvice: when the slot walcast streamed through is gone, the
+// binary refuses to start and says how to accept the gap.
+func TestSlotLostAdvice(t *testing.T) {
+	dsn := newDB(t)
+	in := startWalcast(t, dsn, serveOpts{})
+	if err := in.stop(); err != nil {
+		t.Fatal(err)
+	}
+	dropSlot(t, dsn, in.Slot)
+	cmd := exec.Command(walcastBin, "serve", "--listen", "127.0.0.1:0", "--slot", in.Slot, "--publication", in.Pub)
+	cmd.Env = []string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + testSecret, "PATH=/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit: %v, want status 2:\n%s", err, out)
+	}
+	for _, want := range []string{"replication slot lost", "--recreate-slot"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -2,42 +2,12 @@ package main
 
 import (
 	"net/http"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
 	"github.com/walcast/walcast/internal/redistest"
-	"github.com/walcast/walcast/route"
 )
-
-// TestRevocationRooms: which sockets a cluster disconnect request names for
-// each kind of account change.
-func TestRevocationRooms(t *testing.T) {
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	cases := []struct {
-		name   string
-		change route.UserChange
-		ok     bool
-		why    string
-		except []string
-	}{
-		{"deleted", route.UserChange{ID: "7", Deleted: true, Role: "admin", RoleKnown: true}, true, "user deleted", nil},
-		{"locked out", route.UserChange{ID: "7", Role: "admin", RoleKnown: true, LockedUntil: now.Add(time.Minute)}, true, "user locked out", nil},
-		{"lock expired, role known", route.UserChange{ID: "7", Role: "admin", RoleKnown: true, LockedUntil: now.Add(-time.Minute)}, true, "role changed", []string{"role:admin"}},
-		{"role emptied: every socket", route.UserChange{ID: "7", RoleKnown: true}, true, "role changed", nil},
-		{"nothing known", route.UserChange{ID: "7"}, false, "", nil},
-	}
-	for _, tc := range cases {
-		opts, why, ok := revocation(tc.change, now)
-		if ok != tc.ok || why != tc.why || !slices.Equal(opts.Except, tc.except) {
-			t.Errorf("%s: %+v %q %v, want except %v %q %v", tc.name, opts, why, ok, tc.except, tc.why, tc.ok)
-		}
-		if ok && !slices.Equal(opts.Rooms, []string{"user:7"}) {
-			t.Errorf("%s: rooms %v, want [user:7]", tc.name, opts.Rooms)
-		}
-	}
-}
 
 // TestRevocationAcrossInstances: two instances share the slot and Redis;
 // the WAL's account changes, read by the leader, cut the matching sockets

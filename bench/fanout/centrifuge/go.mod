@@ -4,7 +4,6 @@ go 1.26.0
 
 require (
 	github.com/centrifugal/centrifuge v0.40.1
-	github.com/walcast/walcast v0.0.0
 )
 
 require (
@@ -26,5 +25,3 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-// The control endpoints are the walcast benchmark's own.
-replace github.com/walcast/walcast => ../../..

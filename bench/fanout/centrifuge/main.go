@@ -9,8 +9,11 @@
 // a slow one is disconnected. The control endpoints are the other servers'
 // (bench/fanout/benchserver).
 //
-// It is its own Go module so Centrifuge stays out of walcast's go.mod; the
-// fan-out driver builds it the way it installs the Node reference.
+// It is its own Go module so Centrifuge stays out of walcast's go.mod; its
+// go.work joins it to walcast's module for the shared control endpoints,
+// so it builds (from this directory) at whatever versions walcast's go.mod
+// moves to. The fan-out driver builds it the way it installs the Node
+// reference.
 //
 //	go run . [-addr 127.0.0.1:0] [-cpuprofile f]
 package main

@@ -51,17 +51,16 @@ func Start(ctx context.Context, name string, dir string, env []string, argv ...s
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
-	// The reader picks the port out itself: lines arrive in bursts, and a
-	// line handed over through a channel may not be looked at before the
-	// next one comes.
-	port := make(chan string, 1)
+	// The reader, not the waiting loop, spots the "listening" line: a
+	// line printed while the loop was not ready must not be lost.
+	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		found := false
 		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "listening "); ok && !found {
+			if port, ok := strings.CutPrefix(sc.Text(), "listening "); ok && !found {
 				found = true
-				port <- strings.TrimSpace(v)
+				addr <- "127.0.0.1:" + strings.TrimSpace(port)
 				continue
 			}
 			fmt.Fprintf(os.Stderr, "[%s] %s\n", name, sc.Text())
@@ -74,8 +73,8 @@ func Start(ctx context.Context, name string, dir string, env []string, argv ...s
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	select {
-	case v := <-port:
-		p.Addr = "127.0.0.1:" + v
+	case a := <-addr:
+		p.Addr = a
 		return p, nil
 	case <-p.done:
 		return nil, fmt.Errorf("start %s: exited before listening: %v", name, p.err)
@@ -175,11 +174,11 @@ func (p *Proc) call(ctx context.Context, method, path string, out any) error {
 
 // BuildGo builds the Go package pkg of the module in moduleDir into the
 // binary out. The Centrifuge reference server is a module of its own, so
-// it is built from its directory, outside any workspace.
+// it is built from its directory (where its go.work joins it to walcast's
+// module).
 func BuildGo(ctx context.Context, moduleDir, pkg, out string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Dir = moduleDir
-	cmd.Env = append(os.Environ(), "GOWORK=off")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build %s in %s: %w", pkg, moduleDir, err)

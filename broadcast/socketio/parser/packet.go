@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/walcast/walcast/internal/jsonstr"
 )
 
 // Type is a Socket.IO packet type.
@@ -137,20 +139,9 @@ func AppendHeader(dst []byte, p *Packet) []byte {
 	return dst
 }
 
-// AppendJSONString appends s as a JSON string literal. Plain ASCII names,
-// the common case for event names, are written without encoding/json.
-func AppendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
-}
+// AppendJSONString appends s as a JSON string literal, escaped as
+// JSON.stringify escapes it (invalid UTF-8 becomes U+FFFD).
+func AppendJSONString(dst []byte, s string) []byte { return jsonstr.Append(dst, s) }
 
 // ParseHeader decodes the text part of a packet. For binary types the
 // returned count is how many attachments must follow; the packet is complete

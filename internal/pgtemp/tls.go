@@ -1,4 +1,4 @@
-package pgtest
+package pgtemp
 
 import (
 	"crypto/ecdsa"
@@ -31,7 +31,7 @@ func (s *Server) writeCert() error {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "pgtest 127.0.0.1"},
+		Subject:               pkix.Name{CommonName: "pgtemp 127.0.0.1"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},

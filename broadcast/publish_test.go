@@ -1,0 +1,182 @@
+package broadcast_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walcast/walcast/broadcast"
+	"github.com/walcast/walcast/broadcast/redisadapter"
+	"github.com/walcast/walcast/broadcast/socketio"
+	"github.com/walcast/walcast/broadcast/socketio/siotest"
+	"github.com/walcast/walcast/internal/redistest"
+)
+
+// serveHub serves hub on a free port; sockets join the rooms their auth
+// payload lists ({"rooms": [...]}).
+func serveHub(t *testing.T, hub *broadcast.Hub) string {
+	t.Helper()
+	hub.Namespace("/").OnConnection(func(s *socketio.Socket) {
+		var auth struct{ Rooms []string }
+		if err := json.Unmarshal(s.Handshake().Auth, &auth); err == nil {
+			s.Join(auth.Rooms...)
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: hub.Handler()}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { hs.Close(); hub.Close() })
+	return ln.Addr().String()
+}
+
+func dialRooms(t *testing.T, addr string, rooms ...string) *siotest.Conn {
+	t.Helper()
+	c, err := siotest.Dial(addr, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	auth, _ := json.Marshal(map[string]any{"rooms": rooms})
+	if got, err := c.Connect("/", string(auth)); err != nil || !strings.HasPrefix(got, `0{"sid":`) {
+		t.Fatalf("connect: %q %v", got, err)
+	}
+	return c
+}
+
+// expect reads want from c, in order; "closed" stands for the transport
+// closing.
+func expect(t *testing.T, who string, c *siotest.Conn, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		got, err := c.ReadText(5 * time.Second)
+		if w == "closed" {
+			if !errors.Is(err, siotest.ErrClosed) {
+				t.Fatalf("%s: got %q (%v), want the transport closed", who, got, err)
+			}
+			continue
+		}
+		if err != nil || got != w {
+			t.Fatalf("%s: got %q (%v), want %q", who, got, err, w)
+		}
+	}
+}
+
+// twoTransactions is the scenario every cluster mode runs: the first
+// transaction sends an event to admins and revokes user 7's sockets but
+// those of role admin, the second sends one to everyone and revokes user
+// 8's sockets closing their connections too. (Payload keys are in sorted
+// order: the pub/sub adapter's msgpack round trip sorts them.)
+var twoTransactions = []broadcast.Transaction{
+	{Position: 0x100, Events: []broadcast.Event{{Rooms: []string{"role:admin"}, Name: "member:update", Payload: json.RawMessage(`{"data":{"id":1},"type":"UPDATE"}`)}},
+		Revocations: []broadcast.Revocation{{Rooms: []string{"user:7"}, Except: []string{"role:admin"}}}},
+	{Position: 0x200, Events: []broadcast.Event{{Name: "settings:update", Payload: json.RawMessage(`{"name":"Grace"}`)}},
+		Revocations: []broadcast.Revocation{{Rooms: []string{"user:8"}, Close: true}}},
+}
+
+func runTwoTransactions(t *testing.T, hub *broadcast.Hub, addr string) {
+	t.Helper()
+	admin := dialRooms(t, addr, "user:7", "role:admin")
+	demoted := dialRooms(t, addr, "user:7", "role:viewer")
+	other := dialRooms(t, addr, "user:8", "role:viewer")
+	delivered, err := hub.Publish(context.Background(), twoTransactions)
+	if err != nil || len(delivered) != 2 || !delivered[0] || !delivered[1] {
+		t.Fatalf("Publish = %v, %v; want both delivered", delivered, err)
+	}
+	expect(t, "admin", admin, `2["member:update",{"data":{"id":1},"type":"UPDATE"}]`, `2["settings:update",{"name":"Grace"}]`)
+	expect(t, "demoted", demoted, "1")
+	expect(t, "other", other, `2["settings:update",{"name":"Grace"}]`, "1", "closed")
+}
+
+func TestPublishInMemory(t *testing.T) {
+	hub, err := broadcast.Open(context.Background(), broadcast.Config{}, broadcast.Cluster{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hub.GroupsTransactions() {
+		t.Error("the memory hub says it groups transactions")
+	}
+	runTwoTransactions(t, hub, serveHub(t, hub))
+	if _, ok, err := hub.PublishedPosition(context.Background()); ok || err != nil {
+		t.Errorf("PublishedPosition without a fence: ok %v, %v", ok, err)
+	}
+}
+
+func TestPublishRefusals(t *testing.T) {
+	hub := broadcast.New(broadcast.Config{})
+	addr := serveHub(t, hub)
+	c := dialRooms(t, addr)
+	txs := []broadcast.Transaction{
+		{Position: 1, Events: []broadcast.Event{{Name: "a"}}},
+		{Position: 2, Events: []broadcast.Event{{Name: "b", Payload: json.RawMessage(`{"x":`)}}},
+		{Position: 3, Events: []broadcast.Event{{Name: "c"}}},
+	}
+	delivered, err := hub.Publish(context.Background(), txs)
+	if err == nil || len(delivered) != 1 {
+		t.Fatalf("Publish with an invalid payload in the second transaction = %v, %v; want the first accepted and an error", delivered, err)
+	}
+	expect(t, "socket", c, `2["a"]`)
+	if _, err := hub.Publish(context.Background(), []broadcast.Transaction{{Events: []broadcast.Event{{Namespace: "/admin", Name: "x"}}}}); !errors.Is(err, broadcast.ErrNotMainNamespace) {
+		t.Errorf("event for /admin: %v, want ErrNotMainNamespace", err)
+	}
+	if err := hub.Emit(context.Background(), broadcast.Event{Name: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "socket", c, `2["after"]`) // nothing of the refused transactions
+}
+
+func TestPublishThroughRedis(t *testing.T) {
+	for _, adapter := range []broadcast.ClusterAdapter{broadcast.AdapterStreams, broadcast.AdapterPubSub} {
+		t.Run(string(adapter), func(t *testing.T) {
+			rs := redistest.Run(t, redistest.Options{})
+			rdb, err := redisadapter.NewClient(rs.URL(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rdb.Close()
+			ctx := context.Background()
+			cluster := broadcast.Cluster{Redis: rdb, Adapter: adapter, MarkKey: "walcast:mark:test"}
+			// Two instances: what one publishes reaches the other's sockets.
+			a, err := broadcast.Open(ctx, broadcast.Config{}, cluster)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := broadcast.Open(ctx, broadcast.Config{}, cluster)
+			if err != nil {
+				t.Fatal(err)
+			}
+			serveHub(t, a)
+			addrB := serveHub(t, b)
+			runTwoTransactions(t, a, addrB)
+			if got := a.GroupsTransactions(); got != (adapter == broadcast.AdapterStreams) {
+				t.Errorf("GroupsTransactions = %v", got)
+			}
+			pos, ok, err := b.PublishedPosition(ctx)
+			if adapter == broadcast.AdapterPubSub {
+				if ok || err != nil {
+					t.Errorf("PublishedPosition with pub/sub: ok %v, %v", ok, err)
+				}
+				return
+			}
+			if err != nil || !ok || pos != 0x200 {
+				t.Fatalf("PublishedPosition = %X %v %v, want 200", pos, ok, err)
+			}
+			// The fence: a transaction published already is accepted and
+			// skipped, the one after it appended.
+			c := dialRooms(t, addrB, "role:admin")
+			again := append(twoTransactions[1:2:2], broadcast.Transaction{Position: 0x300, Events: []broadcast.Event{{Name: "fresh"}}})
+			delivered, err := a.Publish(ctx, again)
+			if err != nil || len(delivered) != 2 || delivered[0] || !delivered[1] {
+				t.Fatalf("Publish of a published and a new transaction = %v, %v; want [false true]", delivered, err)
+			}
+			expect(t, "admin", c, `2["fresh"]`)
+		})
+	}
+}

@@ -1,0 +1,207 @@
+// Package relay carries committed transactions from cdc, through route,
+// into the broadcast hub: each transaction becomes one unit of events and
+// account revocations, and cdc may confirm it to PostgreSQL only once the
+// hub accepted it.
+//
+//	reader.Run(ctx, relay.New(relay.Config{Hub: hub, Router: router}))
+//
+// How the unit travels (memory, Redis pub/sub, a fenced Redis stream) is
+// the hub's business: relay asks it only whether several transactions
+// should go in one call (GroupsTransactions), and then implements
+// cdc.GroupCommitter so that the reader hands over, in one go, the
+// transactions it has already read.
+package relay
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/walcast/walcast/broadcast"
+	"github.com/walcast/walcast/cdc"
+	"github.com/walcast/walcast/route"
+)
+
+// Hub is where transactions are delivered: a *broadcast.Hub.
+type Hub interface {
+	Publish(ctx context.Context, txs []broadcast.Transaction) (delivered []bool, err error)
+	GroupsTransactions() bool
+}
+
+// Config wires a relay.
+type Config struct {
+	Hub    Hub
+	Router *route.Router
+	Logger *slog.Logger
+	// Now is the clock that decides whether a lock-out is in force;
+	// default time.Now.
+	Now func() time.Time
+}
+
+// MaxGroupEntries bounds the events and revocations one Publish call
+// carries: a group of transactions is published by itself once it holds
+// this many, so neither the call (one Redis script, which every lock
+// operation waits behind) nor the relay's memory grows with a backlog.
+const MaxGroupEntries = 1024
+
+// New returns the consumer for a cdc.Reader: a cdc.GroupCommitter when the
+// hub groups transactions, a plain cdc.Consumer otherwise.
+func New(cfg Config) cdc.Consumer {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &relay{hub: cfg.Hub, router: cfg.Router, log: cfg.Logger, now: cfg.Now}
+	if cfg.Hub.GroupsTransactions() {
+		return &groupRelay{relay: r}
+	}
+	return r
+}
+
+// relay delivers each transaction as it commits.
+type relay struct {
+	hub    Hub
+	router *route.Router
+	log    *slog.Logger
+	now    func() time.Time
+
+	// open: a transaction began and has not been committed. A Begin while
+	// one is open means the connection dropped mid-transaction.
+	open bool
+	// pending are routed transactions not yet published, with what they
+	// revoke (for the log) and how many entries they hold.
+	pending []broadcast.Transaction
+	revoked []revoked
+	entries int
+}
+
+type revoked struct {
+	user, why string
+	except    []string
+}
+
+func (r *relay) Begin(_ context.Context, tx cdc.TxInfo) error {
+	if r.open {
+		r.Reset()
+	}
+	r.open = true
+	r.router.Begin(tx)
+	return nil
+}
+
+func (r *relay) Change(_ context.Context, c *cdc.Change) error {
+	r.router.Change(c)
+	return nil
+}
+
+// Commit publishes the transaction; nil means the hub accepted it.
+func (r *relay) Commit(ctx context.Context, tx cdc.TxInfo) error {
+	r.stage(tx)
+	return r.Flush(ctx)
+}
+
+// stage routes the committed transaction into pending.
+func (r *relay) stage(tx cdc.TxInfo) {
+	r.open = false
+	b := r.router.Commit(tx)
+	t := broadcast.Transaction{Position: uint64(tx.EndLSN)}
+	for _, e := range b.Emits {
+		if !e.All && len(e.Rooms) == 0 {
+			continue // nobody is in the audience of this row
+		}
+		t.Events = append(t.Events, broadcast.Event{Name: e.Event, Rooms: e.Rooms, Except: e.Except, Payload: e.Payload})
+	}
+	now := r.now()
+	for _, u := range b.Users {
+		rev, why, ok := revocation(u, now)
+		if !ok {
+			continue
+		}
+		t.Revocations = append(t.Revocations, rev)
+		r.revoked = append(r.revoked, revoked{user: u.ID, why: why, except: rev.Except})
+	}
+	r.pending = append(r.pending, t)
+	r.entries += len(t.Events) + len(t.Revocations)
+}
+
+// Flush publishes every pending transaction in one hub call.
+func (r *relay) Flush(ctx context.Context) error {
+	if len(r.pending) == 0 {
+		return nil
+	}
+	delivered, err := r.hub.Publish(ctx, r.pending)
+	if err != nil {
+		n := len(r.pending)
+		r.Reset()
+		return fmt.Errorf("publish %d transactions: %w", n, err)
+	}
+	for i, ok := range delivered {
+		if !ok {
+			r.log.Debug("transaction already published: skipped", "end_lsn", pglogrepl.LSN(r.pending[i].Position))
+		}
+	}
+	for _, v := range r.revoked {
+		r.log.Info("revoking sockets", "user", v.user, "reason", v.why, "except", v.except)
+	}
+	r.router.Accept()
+	r.clearPending()
+	return nil
+}
+
+// Reset drops what was not published: those transactions come again, and
+// a router that remembered their rows would take them for unchanged.
+func (r *relay) Reset() {
+	r.clearPending()
+	r.router.Discard()
+}
+
+func (r *relay) clearPending() {
+	clear(r.pending)
+	r.pending, r.revoked, r.entries = r.pending[:0], nil, 0
+}
+
+// groupRelay defers publishing to Flush, so the transactions the reader
+// has already read go to the hub together.
+type groupRelay struct{ *relay }
+
+var _ cdc.GroupCommitter = (*groupRelay)(nil)
+
+// CommitDeferred routes tx and keeps it for Flush; past MaxGroupEntries it
+// publishes what it holds (making transactions durable before the reader
+// accepts them is always safe: if the reader's own Flush fails later, they
+// come again and the hub's fence skips them).
+func (g *groupRelay) CommitDeferred(ctx context.Context, tx cdc.TxInfo) error {
+	g.stage(tx)
+	if g.entries >= MaxGroupEntries {
+		return g.Flush(ctx)
+	}
+	return nil
+}
+
+// revocation says which sockets of every instance an account change cuts:
+// all of the user's sockets when the row is deleted or locked out; on any
+// other change of a row that carries the role, those whose token carries
+// another role (a socket is in the room of its token's role). A row whose
+// role is empty cuts every socket of the user: no room marks "no role",
+// and cutting too many beats serving a demoted user. ok is false when
+// nothing is cut.
+func revocation(u route.UserChange, now time.Time) (rev broadcast.Revocation, why string, ok bool) {
+	rev.Rooms = []string{route.UserRoom(u.ID)}
+	switch {
+	case u.Deleted:
+		return rev, "user deleted", true
+	case u.LockedUntil.After(now):
+		return rev, "user locked out", true
+	case u.RoleKnown:
+		if u.Role != "" {
+			rev.Except = []string{route.RoleRoom(u.Role)}
+		}
+		return rev, "role changed", true
+	}
+	return broadcast.Revocation{}, "", false
+}

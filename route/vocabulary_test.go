@@ -1,0 +1,46 @@
+package route
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/walcast/walcast/cdc"
+)
+
+func TestTokenRooms(t *testing.T) {
+	cases := []struct {
+		id, role, member string
+		want             []string
+	}{
+		{"7", "admin", "", []string{"user:7", "role:admin"}},
+		{"7", "viewer", "m-1", []string{"user:7", "role:viewer", "member:m-1"}},
+		{"7", "", "", []string{"user:7"}},
+	}
+	for _, tc := range cases {
+		if got := TokenRooms(tc.id, tc.role, tc.member); !slices.Equal(got, tc.want) {
+			t.Errorf("TokenRooms(%q, %q, %q) = %v, want %v", tc.id, tc.role, tc.member, got, tc.want)
+		}
+	}
+}
+
+func TestReservedRooms(t *testing.T) {
+	reserved := GraceGiver().ReservedRooms()
+	for room, want := range map[string]bool{
+		"user:7": true, "role:admin": true, "member:m-1": true, "role:": true,
+		"donations-page": false, "users": false, "Role:admin": false, "": false,
+	} {
+		if got := reserved.Contains(room); got != want {
+			t.Errorf("Contains(%q) = %v, want %v", room, got, want)
+		}
+	}
+}
+
+func TestResyncNotice(t *testing.T) {
+	b := run(newRouter(t, GraceGiver()), &cdc.Change{Op: cdc.OpTruncate, Truncated: []cdc.Table{{Schema: "public", Name: "members"}}})
+	if len(b.Emits) != 1 || !IsResyncNotice(b.Emits[0].Payload) {
+		t.Fatalf("TRUNCATE sent %s, want the RESYNC notice", dump(b.Emits))
+	}
+	if IsResyncNotice([]byte(`{"type":"UPDATE"}`)) {
+		t.Error("an UPDATE taken for the RESYNC notice")
+	}
+}

@@ -52,6 +52,7 @@ type Server struct {
 	closedStats Stats
 	late        lateCounts
 	slowCuts    atomic.Uint64
+	queueDrops  atomic.Uint64
 }
 
 // NewServer returns a server; onSession runs once per new session after the

@@ -151,6 +151,7 @@ func (s *Session) Send(pkts ...*Packet) bool {
 		s.countLocked(0, 0, len(pkts))
 		s.mu.Unlock()
 		s.srv.slowCuts.Add(1)
+		s.srv.queueDrops.Add(uint64(len(pkts)))
 		s.srv.log.Warn("engine.io send queue overflow, closing transport",
 			"sid", s.id, "queued", s.srv.cfg.SendQueue, "reason", "slow consumer")
 		s.close("slow consumer", closeOverflow)

@@ -21,6 +21,9 @@ type Stats struct {
 	// refused by a closed session or a full queue, or discarded with the
 	// queue when a session closed.
 	Dropped uint64
+	// SendQueueDrops counts the part of Dropped refused by a full send
+	// queue (the packets whose Send cut a slow consumer).
+	SendQueueDrops uint64
 	// SlowConsumerCuts counts sessions closed because their send queue
 	// overflowed ("slow consumer").
 	SlowConsumerCuts uint64
@@ -50,6 +53,7 @@ func (s *Server) Stats() Stats {
 	st.BytesWritten += s.late.written.Load()
 	st.Dropped += s.late.dropped.Load()
 	st.SlowConsumerCuts = s.slowCuts.Load()
+	st.SendQueueDrops = s.queueDrops.Load()
 	if p != nil {
 		st.IdleWatched = p.watching()
 	}

@@ -62,9 +62,9 @@ type options struct {
 func main() {
 	var o options
 	clients := flag.String("clients", "1000,5000", "comma-separated client counts")
-	rates := flag.String("rates", "10000,20000,40000,80000,100000,160000,320000,400000,640000,1280000",
+	rates := flag.String("rates", "10000,20000,40000,80000,100000,160000,320000,400000,640000,1280000,2560000",
 		"ladder of offered deliveries per second (events/s x receivers); the default has 20 and 80 events/s per socket for 1,000 and 5,000 clients")
-	servers := flag.String("servers", "walcast,node,centrifuge", "servers to measure, in order: walcast, node, centrifuge, walcast-delay (walcast's hub with -write-delay)")
+	servers := flag.String("servers", "walcast,node,centrifuge", "servers to measure, in order: walcast, node, centrifuge, floor (one write(2) per delivery and nothing else), walcast-delay (walcast's hub with -write-delay)")
 	flag.DurationVar(&o.writeDelay, "write-delay", 20*time.Millisecond, "engine.io write delay of the walcast-delay server (walcast serve --write-delay)")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "broadcast window per rung")
 	flag.IntVar(&o.probes, "probes", 5, "official socket.io-client latency probes")
@@ -94,8 +94,8 @@ func main() {
 		fail(fmt.Errorf("-rates: %w", err))
 	}
 	for _, s := range strings.Split(*servers, ",") {
-		if !slices.Contains([]string{"walcast", "node", "centrifuge", "walcast-delay"}, s) {
-			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, centrifuge, walcast-delay)", s))
+		if !slices.Contains([]string{"walcast", "node", "centrifuge", "floor", "walcast-delay"}, s) {
+			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, centrifuge, floor, walcast-delay)", s))
 		}
 		o.servers = append(o.servers, s)
 	}
@@ -178,6 +178,7 @@ type servers struct {
 	nodeDir    string // node/: the Node server and every probe
 	walcast    string // binary of ./server
 	centrifuge string // binary of ./centrifuge, a module of its own
+	floor      string // binary of ./floor
 }
 
 // prepare installs the Node packages and builds the Go servers o needs
@@ -191,6 +192,12 @@ func prepare(ctx context.Context, o options, dir string) (servers, error) {
 		b.walcast = filepath.Join(dir, "walcast-bench-server")
 		if err := serverproc.BuildGo(ctx, o.dir, "./server", b.walcast); err != nil {
 			return b, fmt.Errorf("build the walcast bench server: %w", err)
+		}
+	}
+	if slices.Contains(o.servers, "floor") {
+		b.floor = filepath.Join(dir, "floor-bench-server")
+		if err := serverproc.BuildGo(ctx, o.dir, "./floor", b.floor); err != nil {
+			return b, fmt.Errorf("build the floor bench server: %w", err)
 		}
 	}
 	if slices.Contains(o.servers, "centrifuge") {

@@ -91,7 +91,7 @@ func TestMeasureAllServers(t *testing.T) {
 		workers: 2, settle: 200 * time.Millisecond, drain: 3 * time.Second, past: 1, dir: dir,
 		logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	o.servers, o.interleave = []string{"walcast", "node", "centrifuge"}, true
+	o.servers, o.interleave = []string{"walcast", "node", "centrifuge", "floor"}, true
 	bins, err := prepare(ctx, o, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -100,8 +100,8 @@ func TestMeasureAllServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 3 {
-		t.Fatalf("%d runs, want 3", len(runs))
+	if len(runs) != 4 {
+		t.Fatalf("%d runs, want 4", len(runs))
 	}
 	for _, r := range runs {
 		name := r.server
@@ -137,7 +137,7 @@ func TestMeasureAllServers(t *testing.T) {
 	printComparison(&out, runs)
 	printSummary(&out, runs)
 	for _, want := range []string{"== walcast, 100 clients", "goroutines", "heap_used", "== node, 100 clients", "== centrifuge, 100 clients",
-		"== walcast beside node and centrifuge, 100 clients", "nothing lost below saturation"} {
+		"== floor, 100 clients", "== walcast beside node and centrifuge and floor, 100 clients", "nothing lost below saturation"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -87,6 +88,8 @@ func startServer(ctx context.Context, o options, name string, clients int, bins 
 		}
 	case "centrifuge":
 		args = []string{bins.centrifuge, "-addr", "127.0.0.1:0"}
+	case "floor":
+		args = []string{bins.floor, "-addr", "127.0.0.1:0"}
 	default:
 		// exec keeps the pid node's own, so /proc measures node, not bash.
 		p, err := serverproc.Start(ctx, name, bins.nodeDir, []string{"PORT=0"},
@@ -264,6 +267,14 @@ func measureAll(ctx context.Context, o options, clients int, bins servers) ([]se
 // ladderStep runs one rung on t and decides whether its ladder goes on.
 func ladderStep(ctx context.Context, o options, t *target, idx int, rate float64) error {
 	g, err := runRung(ctx, o, t, idx, rate)
+	if errors.Is(err, errStalled) {
+		// Far past saturation: the server is still emitting, and what it
+		// spends now would be the next server's noise.
+		t.run.aborted = fmt.Sprintf("stopped: the server could not emit the %g msg/s rung's events within the window plus a minute", rate)
+		t.done = true
+		o.logger.Info("rung", "server", t.run.server, "clients", t.run.clients, "rate", rate, "stalled", true)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("rung %d (%g msg/s): %w", idx, rate, err)
 	}
@@ -293,6 +304,10 @@ func ladderStep(ctx context.Context, o options, t *target, idx int, rate float64
 	}
 	return nil
 }
+
+// errStalled: the server did not finish emitting a rung's events long after
+// its window; it is far past saturation.
+var errStalled = errors.New("broadcast stalled")
 
 // quiesce waits until pid uses under a tenth of a core (a server still
 // flushing a backlog would bill its CPU to whatever runs next), at most max.
@@ -364,6 +379,9 @@ func runRung(ctx context.Context, o options, t *target, idx int, rate float64) (
 	bctx, cancel := context.WithTimeout(ctx, o.window+time.Minute)
 	g.sent, err = srv.Broadcast(bctx, g.eventsPerS, o.window, idx, o.size)
 	cancel()
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return g, errStalled
+	}
 	if err != nil {
 		return g, err
 	}

@@ -99,7 +99,7 @@ const (
 )
 
 // references are the servers walcast is set beside, in column order.
-var references = []string{"node", "centrifuge"}
+var references = []string{"node", "centrifuge", "floor"}
 
 // printComparison sets each walcast variant beside the references at each
 // offered rate they ran, and judges the targets.
@@ -228,6 +228,25 @@ func compare(w io.Writer, wc *serverRun, refs []*serverRun) {
 		}
 	}
 	for _, r := range refs {
+		if r.server != "floor" {
+			continue
+		}
+		f, n := r.perSocketRate(20), (*rung)(nil)
+		for _, o := range refs {
+			if o.server == "node" {
+				n = o.perSocketRate(20)
+			}
+		}
+		if f == nil || n == nil || n.cpuPerMsg() == 0 {
+			break
+		}
+		fmt.Fprintf(w, "   - the floor at 20 events/s per socket (one write(2) per delivery, nothing else): %.2f µs per delivery, %.2f of node's\n",
+			usPerMsg(f.cpuPerMsg()), float64(f.cpuPerMsg())/float64(n.cpuPerMsg()))
+	}
+	for _, r := range refs {
+		if r.server == "floor" {
+			continue
+		}
 		x := "-"
 		if r.sustained > 0 {
 			x = fmt.Sprintf("%.2fx", wc.sustained/r.sustained)

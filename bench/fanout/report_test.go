@@ -36,7 +36,8 @@ func TestPrintComparisonVerdicts(t *testing.T) {
 				"below centrifuge's at every rung where both keep up (2): ratio 0.50-0.62: met",
 				"sustained msg/s: walcast 16000, node 2000, 8.00x, target >= 5x: met (walcast kept up at the ladder's top",
 				"centrifuge 8000, 2.00x, target above it: met",
-				"idle KB/conn: walcast 7.0, node 20.0, centrifuge 10.0; target <= 8 KB: met",
+				"idle KB/conn: walcast 7.0, node 20.0, centrifuge 10.0, floor 3.0; target <= 8 KB: met",
+				"the floor at 20 events/s per socket (one write(2) per delivery, nothing else): 4.00 µs per delivery, 0.20 of node's",
 			},
 		},
 		{
@@ -62,6 +63,8 @@ func TestPrintComparisonVerdicts(t *testing.T) {
 					rungs: []rung{okRung(2000, 20*time.Microsecond, 10*time.Microsecond), behindRung(8000, 20*time.Microsecond)}},
 				{server: "centrifuge", clients: 100, idleRSS: 10 << 10 * 100, sustained: 8000,
 					rungs: []rung{okRung(2000, 8*time.Microsecond, 4*time.Microsecond), okRung(8000, 8*time.Microsecond, 4*time.Microsecond), behindRung(16000, 8*time.Microsecond)}},
+				{server: "floor", clients: 100, idleRSS: 3 << 10 * 100, sustained: 16000,
+					rungs: []rung{okRung(2000, 4*time.Microsecond, 3*time.Microsecond)}},
 			}
 			var out bytes.Buffer
 			printComparison(&out, runs)

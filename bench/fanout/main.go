@@ -55,6 +55,7 @@ type options struct {
 	interleave bool
 	cpuProfile string
 	writeDelay time.Duration // of the walcast-delay server
+	baseline   string        // checkout whose bench server is "baseline"
 	dir        string
 	logger     *slog.Logger
 }
@@ -64,7 +65,8 @@ func main() {
 	clients := flag.String("clients", "1000,5000", "comma-separated client counts")
 	rates := flag.String("rates", "10000,20000,40000,80000,100000,160000,320000,400000,640000,1280000,2560000",
 		"ladder of offered deliveries per second (events/s x receivers); the default has 20 and 80 events/s per socket for 1,000 and 5,000 clients")
-	servers := flag.String("servers", "walcast,node,centrifuge", "servers to measure, in order: walcast, node, centrifuge, floor (one write(2) per delivery and nothing else), walcast-delay (walcast's hub with -write-delay)")
+	servers := flag.String("servers", "walcast,node,centrifuge", "servers to measure, in order: walcast, node, centrifuge, floor (one write(2) per delivery and nothing else), walcast-delay (walcast's hub with -write-delay), baseline (walcast's bench server from the -baseline checkout)")
+	flag.StringVar(&o.baseline, "baseline", "", "another checkout of walcast (e.g. git worktree add /tmp/main main) whose bench server runs as server \"baseline\": a change measured against it in the same run")
 	flag.DurationVar(&o.writeDelay, "write-delay", 20*time.Millisecond, "engine.io write delay of the walcast-delay server (walcast serve --write-delay)")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "broadcast window per rung")
 	flag.IntVar(&o.probes, "probes", 5, "official socket.io-client latency probes")
@@ -94,10 +96,13 @@ func main() {
 		fail(fmt.Errorf("-rates: %w", err))
 	}
 	for _, s := range strings.Split(*servers, ",") {
-		if !slices.Contains([]string{"walcast", "node", "centrifuge", "floor", "walcast-delay"}, s) {
-			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, centrifuge, floor, walcast-delay)", s))
+		if !slices.Contains([]string{"walcast", "node", "centrifuge", "floor", "walcast-delay", "baseline"}, s) {
+			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, centrifuge, floor, walcast-delay, baseline)", s))
 		}
 		o.servers = append(o.servers, s)
+	}
+	if slices.Contains(o.servers, "baseline") && o.baseline == "" {
+		fail(fmt.Errorf("-servers baseline needs -baseline DIR, a checkout of walcast"))
 	}
 	if o.window <= 0 || o.probes < 1 || o.slow < 0 || o.slowRate < 1 || o.size < 60 || o.workers < 1 {
 		fail(fmt.Errorf("-window must be > 0, -probes >= 1, -slow >= 0, -slow-rate >= 1, -size >= 60, -workers >= 1"))
@@ -179,6 +184,7 @@ type servers struct {
 	walcast    string // binary of ./server
 	centrifuge string // binary of ./centrifuge, a module of its own
 	floor      string // binary of ./floor
+	baseline   string // binary of bench/fanout/server in the -baseline checkout
 }
 
 // prepare installs the Node packages and builds the Go servers o needs
@@ -192,6 +198,12 @@ func prepare(ctx context.Context, o options, dir string) (servers, error) {
 		b.walcast = filepath.Join(dir, "walcast-bench-server")
 		if err := serverproc.BuildGo(ctx, o.dir, "./server", b.walcast); err != nil {
 			return b, fmt.Errorf("build the walcast bench server: %w", err)
+		}
+	}
+	if slices.Contains(o.servers, "baseline") {
+		b.baseline = filepath.Join(dir, "baseline-bench-server")
+		if err := serverproc.BuildGo(ctx, o.baseline, "./bench/fanout/server", b.baseline); err != nil {
+			return b, fmt.Errorf("build the baseline bench server: %w", err)
 		}
 	}
 	if slices.Contains(o.servers, "floor") {

@@ -90,6 +90,8 @@ func startServer(ctx context.Context, o options, name string, clients int, bins 
 		args = []string{bins.centrifuge, "-addr", "127.0.0.1:0"}
 	case "floor":
 		args = []string{bins.floor, "-addr", "127.0.0.1:0"}
+	case "baseline":
+		args = []string{bins.baseline, "-addr", "127.0.0.1:0"}
 	default:
 		// exec keeps the pid node's own, so /proc measures node, not bash.
 		p, err := serverproc.Start(ctx, name, bins.nodeDir, []string{"PORT=0"},

@@ -99,7 +99,7 @@ const (
 )
 
 // references are the servers walcast is set beside, in column order.
-var references = []string{"node", "centrifuge", "floor"}
+var references = []string{"node", "centrifuge", "floor", "baseline"}
 
 // printComparison sets each walcast variant beside the references at each
 // offered rate they ran, and judges the targets.
@@ -244,7 +244,7 @@ func compare(w io.Writer, wc *serverRun, refs []*serverRun) {
 			usPerMsg(f.cpuPerMsg()), float64(f.cpuPerMsg())/float64(n.cpuPerMsg()))
 	}
 	for _, r := range refs {
-		if r.server == "floor" {
+		if r.server == "floor" || r.server == "baseline" {
 			continue
 		}
 		x := "-"

@@ -80,6 +80,7 @@ type Handlers struct {
 //	func (s *Server) Close()                       // closes every session, reason "server shutting down"
 //	func (s *Server) Config() Config               // with defaults applied
 //	func (s *Server) SessionCount() int            // open sessions (added)
+//	func (s *Server) Stats() Stats                 // delivery counters, summed when asked (added)
 //
 //	func (s *Session) ID() string
 //	func (s *Session) Handshake() *HandshakeInfo

@@ -30,13 +30,7 @@ type broadcastCounter interface {
 // a delivery nothing it did not already pay.
 func (s *Server) Stats() Stats {
 	st := Stats{EngineIO: s.eio.Stats()}
-	s.mu.RLock()
-	nsps := make([]*Namespace, 0, len(s.nsps))
-	for _, n := range s.nsps {
-		nsps = append(nsps, n)
-	}
-	s.mu.RUnlock()
-	for _, n := range nsps {
+	for _, n := range s.Namespaces() {
 		st.Sockets += n.Len()
 		if c, ok := n.adapter.(broadcastCounter); ok {
 			b, r := c.broadcastCounts()

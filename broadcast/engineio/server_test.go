@@ -283,6 +283,37 @@ func TestUpgrade(t *testing.T) {
 	}
 }
 
+// TestCloseAfterProbe: a session closed by the server after the probe was
+// answered, before the client's "5", is closed on the WebSocket the client
+// now reads: the official client has paused polling at that point, and a
+// probe socket closed under it would leave it deaf until its ping timeout.
+func TestCloseAfterProbe(t *testing.T) {
+	e := newEnv(t, Config{}, false)
+	sid := e.pollingSession()
+	s := <-e.sessions
+	q := "EIO=4&transport=polling&sid=" + sid
+	pending := make(chan string)
+	go func() { code, _, b := e.do("GET", q, "", nil); pending <- fmt.Sprint(code, " ", b) }()
+	c := e.mustDialWS("EIO=4&transport=websocket&sid=" + sid)
+	c.send("2probe")
+	if got := c.mustRead(); got != "3probe" {
+		t.Fatalf("probe answer %q", got)
+	}
+	if got := <-pending; got != "200 6" {
+		t.Fatalf("pending poll released with %q, want noop", got)
+	}
+	s.Close("forced server close")
+	time.Sleep(50 * time.Millisecond) // the close has run before the client's "5"
+	c.send("5")
+	start := time.Now()
+	if code := c.expectClosed(); code != ws.StatusNormalClosure {
+		t.Fatalf("close code %d, want %d", code, ws.StatusNormalClosure)
+	}
+	if d := time.Since(start); d > closeGrace/2 {
+		t.Fatalf("closed %v after the client's upgrade, want at once", d)
+	}
+}
+
 func TestHeartbeat(t *testing.T) {
 	e := newEnv(t, Config{PingInterval: 40 * time.Millisecond, PingTimeout: 60 * time.Millisecond}, false)
 

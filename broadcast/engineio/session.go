@@ -378,6 +378,12 @@ func (s *Session) close(reason string, mode closeMode) {
 		s.upgradeTimer.Stop()
 	}
 	ws, up := s.ws, s.upgrading
+	// A client answered "3probe" pauses polling and switches to the probe
+	// WebSocket with "5": closing that socket before its "5" arrives
+	// leaves the client on a paused polling transport, deaf until its
+	// ping timeout. Its "5" is awaited instead (upgradeLoop then closes
+	// the socket, which the client now reads), for closeGrace at most.
+	upProbed := up != nil && s.probed
 	s.upgrading = nil
 	switch mode {
 	case closeGraceful:
@@ -417,7 +423,9 @@ func (s *Session) close(reason string, mode closeMode) {
 	} else {
 		s.srv.unregister(s)
 	}
-	if up != nil {
+	if upProbed {
+		time.AfterFunc(closeGrace, up.close)
+	} else if up != nil {
 		up.close()
 	}
 	if ws != nil && !graceful && mode != closeReader {

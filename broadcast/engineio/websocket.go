@@ -421,7 +421,9 @@ func (s *Session) upgradeLoop(c *wsConn) {
 			s.mu.Lock()
 			if s.closed || s.upgrading != c {
 				s.mu.Unlock()
-				c.close()
+				// The client now reads this socket: its close is what
+				// tells the client the session ended.
+				c.closeWithFrame(wsCloseNormal)
 				return
 			}
 			s.upgrading = nil

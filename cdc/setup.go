@@ -101,6 +101,9 @@ type Config struct {
 	// (default 10 s).
 	MaxBackoff time.Duration
 	Logger     *slog.Logger
+	// Observer, when set, hears of the reader's state changes and failed
+	// sessions (metrics).
+	Observer Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -121,6 +124,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	return c
 }

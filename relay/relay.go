@@ -39,6 +39,8 @@ type Config struct {
 	// Now is the clock that decides whether a lock-out is in force;
 	// default time.Now.
 	Now func() time.Time
+	// Observer, when set, counts transactions, rows and events (metrics).
+	Observer Observer
 }
 
 // MaxGroupEntries bounds the events and revocations one Publish call
@@ -56,7 +58,10 @@ func New(cfg Config) cdc.Consumer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &relay{hub: cfg.Hub, router: cfg.Router, log: cfg.Logger, now: cfg.Now}
+	r := &relay{hub: cfg.Hub, router: cfg.Router, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer}
+	if r.obs != nil {
+		r.rows = map[rowKey]int{}
+	}
 	if cfg.Hub.GroupsTransactions() {
 		return &groupRelay{relay: r}
 	}
@@ -78,6 +83,13 @@ type relay struct {
 	pending []broadcast.Transaction
 	revoked []revoked
 	entries int
+
+	// obs, when set, is told what pending transactions carry once the hub
+	// delivered them: tallies[i] is pending[i]'s; rows counts the open
+	// transaction's changes.
+	obs     Observer
+	tallies []tally
+	rows    map[rowKey]int
 }
 
 type revoked struct {
@@ -91,11 +103,15 @@ func (r *relay) Begin(_ context.Context, tx cdc.TxInfo) error {
 	}
 	r.open = true
 	r.router.Begin(tx)
+	clear(r.rows) // an interrupted transaction's changes come again
 	return nil
 }
 
 func (r *relay) Change(_ context.Context, c *cdc.Change) error {
 	r.router.Change(c)
+	if r.obs != nil {
+		r.countRow(c)
+	}
 	return nil
 }
 
@@ -127,6 +143,13 @@ func (r *relay) stage(tx cdc.TxInfo) {
 	}
 	r.pending = append(r.pending, t)
 	r.entries += len(t.Events) + len(t.Revocations)
+	if r.obs != nil {
+		r.reportRows()
+		if len(r.tallies) < len(r.pending) {
+			r.tallies = append(r.tallies, tally{})
+		}
+		tallyOf(b.Emits, &r.tallies[len(r.pending)-1])
+	}
 }
 
 // Flush publishes every pending transaction in one hub call.
@@ -134,7 +157,14 @@ func (r *relay) Flush(ctx context.Context) error {
 	if len(r.pending) == 0 {
 		return nil
 	}
+	start := time.Now()
 	delivered, err := r.hub.Publish(ctx, r.pending)
+	if r.obs != nil {
+		r.obs.Published(time.Since(start), err)
+		if err == nil {
+			r.reportDelivered(delivered)
+		}
+	}
 	if err != nil {
 		n := len(r.pending)
 		r.Reset()

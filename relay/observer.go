@@ -1,0 +1,108 @@
+package relay
+
+import (
+	"strings"
+	"time"
+
+	"github.com/walcast/walcast/cdc"
+	"github.com/walcast/walcast/route"
+)
+
+// Observer hears what the relay does, for metrics. Calls are made on the
+// reader's goroutine and must be quick. Without one the relay counts
+// nothing.
+type Observer interface {
+	// TransactionDecoded: one committed transaction reached the relay.
+	TransactionDecoded()
+	// RowsDecoded: it carried n row changes of table (schema-qualified) by
+	// op (insert, update, delete, truncate).
+	RowsDecoded(table, op string, n int)
+	// Published: the hub took took to accept transactions, or refused
+	// them with err (they come again).
+	Published(took time.Duration, err error)
+	// EventEmitted: the hub delivered n events named event for this
+	// instance (a transaction the hub's fence found published already
+	// is not counted).
+	EventEmitted(event string, n int)
+	// ResyncSent: one of those events was a RESYNC notice for table, sent
+	// for reason (route.ResyncTruncate, ...).
+	ResyncSent(table, reason string)
+}
+
+// rowKey is a table and operation whose row changes are counted.
+type rowKey struct {
+	table string
+	op    cdc.Op
+}
+
+// tally is what one routed transaction will count once delivered.
+type tally struct {
+	events  []eventCount
+	resyncs []route.Emit // Table and Resync only
+}
+
+type eventCount struct {
+	name string
+	n    int
+}
+
+// countRow counts a change of the open transaction.
+func (r *relay) countRow(c *cdc.Change) {
+	switch c.Op {
+	case cdc.OpResync:
+		return
+	case cdc.OpTruncate:
+		for _, t := range c.Truncated {
+			r.rows[rowKey{t.String(), c.Op}]++
+		}
+		return
+	}
+	r.rows[rowKey{c.Table.String(), c.Op}]++
+}
+
+// reportRows reports the committed transaction's row changes.
+func (r *relay) reportRows() {
+	r.obs.TransactionDecoded()
+	for k, n := range r.rows {
+		r.obs.RowsDecoded(k.table, strings.ToLower(k.op.String()), n)
+	}
+	clear(r.rows)
+}
+
+// tallyOf counts a staged transaction's events by name and notes its
+// RESYNCs.
+func tallyOf(emits []route.Emit, t *tally) {
+	t.events, t.resyncs = t.events[:0], t.resyncs[:0]
+next:
+	for _, e := range emits {
+		if !e.All && len(e.Rooms) == 0 {
+			continue
+		}
+		if e.Resync != "" {
+			t.resyncs = append(t.resyncs, route.Emit{Table: e.Table, Resync: e.Resync})
+		}
+		for i := range t.events {
+			if t.events[i].name == e.Event {
+				t.events[i].n++
+				continue next
+			}
+		}
+		t.events = append(t.events, eventCount{e.Event, 1})
+	}
+}
+
+// reportDelivered reports the events of the transactions the hub
+// delivered.
+func (r *relay) reportDelivered(delivered []bool) {
+	for i, ok := range delivered {
+		if !ok || i >= len(r.tallies) {
+			continue
+		}
+		for _, e := range r.tallies[i].events {
+			r.obs.EventEmitted(e.name, e.n)
+		}
+		for _, e := range r.tallies[i].resyncs {
+			r.obs.ResyncSent(e.Table, e.Resync)
+		}
+	}
+}

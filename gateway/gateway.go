@@ -65,6 +65,9 @@ type Config struct {
 	// this instance would deliver them no events.
 	Standby func() bool
 	Logger  *slog.Logger
+	// Observer, when set, counts refusals and lock announcements
+	// (metrics).
+	Observer Observer
 }
 
 // Gateway applies the policy to a hub's namespace.
@@ -107,6 +110,9 @@ func Attach(hub *broadcast.Hub, cfg Config) (*Gateway, error) {
 	if cfg.Locks.Logger == nil {
 		cfg.Locks.Logger = cfg.Logger
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, hub: hub, ns: hub.Namespace(cfg.Namespace),
 		lockUpdates: make(chan locks.Update, 4096), stopping: make(chan struct{})}
 	svc, err := locks.NewService(cfg.LockStore, locks.NotifierFunc(g.announceLock), cfg.Locks)
@@ -142,6 +148,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // no events and its locks would not be shared, so it refuses them clearly.
 func (g *Gateway) refuseWhenStandby(*socketio.Socket) error {
 	if g.cfg.Standby != nil && g.cfg.Standby() {
+		g.cfg.Observer.Refused(RefusedStandby)
 		return &socketio.ConnectError{Message: StandbyMessage}
 	}
 	return nil
@@ -152,6 +159,7 @@ func (g *Gateway) authenticate(sock *socketio.Socket) error {
 	id, err := g.cfg.Verifier.Verify(auth.FromHandshake(hs.Auth, hs.Header.Get("Authorization")))
 	if err != nil {
 		g.log.Debug("socket refused", "remote", hs.RemoteAddr, "err", err)
+		g.cfg.Observer.AuthFailed(auth.FailureReason(err))
 		if errors.Is(err, auth.ErrNoToken) {
 			return &socketio.ConnectError{Message: auth.MsgNoToken}
 		}
@@ -159,6 +167,7 @@ func (g *Gateway) authenticate(sock *socketio.Socket) error {
 	}
 	caller, err := callerOf(id)
 	if err != nil {
+		g.cfg.Observer.AuthFailed(auth.ReasonClaims)
 		return &socketio.ConnectError{Message: auth.MsgInvalidToken}
 	}
 	sock.SetData(&socketState{id: id, caller: caller})
@@ -250,6 +259,11 @@ func (g *Gateway) leaveRoom(sock *socketio.Socket, args socketio.Args, ack socke
 func (g *Gateway) roomRequest(args socketio.Args, ack socketio.AckFunc, do func(room string)) {
 	room, err := g.clientRoom(args)
 	if err != nil {
+		if errors.Is(err, errReservedRoom) {
+			g.cfg.Observer.Refused(RefusedReservedRoom)
+		} else {
+			g.cfg.Observer.Refused(RefusedInvalidRoom)
+		}
 		_ = ack(map[string]any{"success": false, "error": err.Error()})
 		return
 	}
@@ -257,15 +271,20 @@ func (g *Gateway) roomRequest(args socketio.Args, ack socketio.AckFunc, do func(
 	_ = ack(map[string]any{"success": true})
 }
 
+var (
+	errInvalidRoom  = errors.New("invalid room")
+	errReservedRoom = errors.New("reserved room")
+)
+
 // clientRoom validates a room a client asks for: a string of 1 to
 // MaxRoomName bytes, not reserved, not another socket's own room.
 func (g *Gateway) clientRoom(args socketio.Args) (string, error) {
 	var room string
 	if args.Len() == 0 || args.Unmarshal(0, &room) != nil || room == "" || len(room) > MaxRoomName {
-		return "", errors.New("invalid room")
+		return "", errInvalidRoom
 	}
 	if g.cfg.Reserved.Contains(room) || g.ns.Socket(room) != nil {
-		return "", errors.New("reserved room")
+		return "", errReservedRoom
 	}
 	return room, nil
 }

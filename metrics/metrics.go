@@ -37,25 +37,25 @@ type Options struct {
 type Metrics struct {
 	reg *prometheus.Registry
 
-	transactions  prometheus.Counter
-	rows          *boundedVec[prometheus.Counter]
-	resyncs       *boundedVec[prometheus.Counter]
-	takeovers     prometheus.Counter
-	replErrors    *boundedVec[prometheus.Counter]
-	emitted       *boundedVec[prometheus.Counter]
-	connects      *boundedVec[prometheus.Counter]
-	disconnects   *boundedVec[prometheus.Counter]
-	authFailures  *boundedVec[prometheus.Counter]
-	recoveries    *prometheus.CounterVec
-	refusals      *boundedVec[prometheus.Counter]
-	publish       prometheus.Histogram
-	redisErrors   *boundedVec[prometheus.Counter]
-	lockOps       *boundedVec[prometheus.Counter]
-	lockLatency   *boundedVec[prometheus.Observer]
-	lockExpiries  prometheus.Counter
-	socketObs socketObserver
-	lockObs   lockObserver
-	poller    *poller
+	transactions prometheus.Counter
+	rows         *boundedVec[prometheus.Counter]
+	resyncs      *boundedVec[prometheus.Counter]
+	takeovers    prometheus.Counter
+	replErrors   *boundedVec[prometheus.Counter]
+	emitted      *boundedVec[prometheus.Counter]
+	connects     *boundedVec[prometheus.Counter]
+	disconnects  *boundedVec[prometheus.Counter]
+	authFailures *boundedVec[prometheus.Counter]
+	recoveries   *prometheus.CounterVec
+	refusals     *boundedVec[prometheus.Counter]
+	publish      prometheus.Histogram
+	redisErrors  *boundedVec[prometheus.Counter]
+	lockOps      *boundedVec[prometheus.Counter]
+	lockLatency  *boundedVec[prometheus.Observer]
+	lockExpiries prometheus.Counter
+	socketObs    socketObserver
+	lockObs      lockObserver
+	poller       *poller
 	// Unix nanoseconds of the relay's last refused and last accepted
 	// publish: the reader is paused while the refusal is the later one and
 	// recent.

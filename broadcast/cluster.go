@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/walcast/walcast/broadcast/redisadapter"
+	"github.com/walcast/walcast/broadcast/socketio"
 )
 
 // ClusterAdapter names how instances share events through Redis.
@@ -40,6 +42,11 @@ type Cluster struct {
 	// transactions (streams only; required with them): use one per source
 	// of positions, such as one per replication slot.
 	MarkKey string
+	// LocalNamespaces stay off Redis: their sockets and broadcasts are
+	// this instance's alone (an operator tool each instance serves for
+	// itself, such as the Admin UI's namespace). They also stay out of the
+	// stream that Node peers read.
+	LocalNamespaces []string
 }
 
 // Open returns a hub whose instances share events as cluster says: it
@@ -65,7 +72,7 @@ func Open(ctx context.Context, cfg Config, cluster Cluster) (*Hub, error) {
 		if err != nil {
 			return nil, fmt.Errorf("connect the Redis stream adapter: %w", err)
 		}
-		cfg.NewAdapter = streams.NewAdapter
+		cfg.NewAdapter = cluster.localFirst(streams.NewAdapter)
 		h := New(cfg)
 		h.streams = streams
 		h.carrier = &streamsCarrier{streams: streams, client: cluster.Redis, markKey: cluster.MarkKey, log: log}
@@ -75,10 +82,21 @@ func Open(ctx context.Context, cfg Config, cluster Cluster) (*Hub, error) {
 			return nil, fmt.Errorf("connect the Redis pub/sub adapter: %w", err)
 		}
 		pubsub := redisadapter.NewPubSub(cluster.Redis, redisadapter.PubSubOptions{Logger: log})
-		cfg.NewAdapter = pubsub.NewAdapter
+		cfg.NewAdapter = cluster.localFirst(pubsub.NewAdapter)
 		h := New(cfg)
 		h.carrier = pubsubCarrier{hub: h, pubsub: pubsub}
 		return h, nil
 	}
 	return nil, fmt.Errorf("open hub: cluster adapter %q is not %s or %s", cluster.Adapter, AdapterStreams, AdapterPubSub)
+}
+
+// localFirst gives LocalNamespaces a memory adapter and the others the
+// cluster's.
+func (c Cluster) localFirst(shared func(*socketio.Namespace) socketio.Adapter) func(*socketio.Namespace) socketio.Adapter {
+	return func(n *socketio.Namespace) socketio.Adapter {
+		if slices.Contains(c.LocalNamespaces, n.Name()) {
+			return socketio.NewMemoryAdapter()
+		}
+		return shared(n)
+	}
 }

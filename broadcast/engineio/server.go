@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -201,13 +202,14 @@ func (s *Server) applyCORS(w http.ResponseWriter, r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
-	if !s.originAllowed(origin) {
+	credentialed := slices.Contains(s.cfg.CredentialedOrigins, origin)
+	if !credentialed && !s.originAllowed(origin) {
 		return sameOrigin(origin, r.Host)
 	}
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Add("Vary", "Origin")
-	if s.cfg.AllowCredentials {
+	if s.cfg.AllowCredentials || credentialed {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
 	if r.Method == http.MethodOptions {

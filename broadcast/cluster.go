@@ -100,3 +100,13 @@ func (c Cluster) localFirst(shared func(*socketio.Namespace) socketio.Adapter) f
 		return shared(n)
 	}
 }
+
+// StreamLength is the number of entries in the Redis events stream; ok is
+// false when the hub has no stream (in memory, or pub/sub).
+func (h *Hub) StreamLength(ctx context.Context) (n int64, ok bool, err error) {
+	if h.streams == nil {
+		return 0, false, nil
+	}
+	n, err = h.streams.Length(ctx)
+	return n, err == nil, err
+}

@@ -158,6 +158,14 @@ func TestPublishThroughRedis(t *testing.T) {
 			if got := a.GroupsTransactions(); got != (adapter == broadcast.AdapterStreams) {
 				t.Errorf("GroupsTransactions = %v", got)
 			}
+			n, hasStream, err := b.StreamLength(ctx)
+			if adapter == broadcast.AdapterPubSub {
+				if hasStream || err != nil {
+					t.Errorf("StreamLength with pub/sub: %d %v %v, want none", n, hasStream, err)
+				}
+			} else if !hasStream || err != nil || n != 4 {
+				t.Errorf("StreamLength = %d %v %v, want the two transactions' 4 entries", n, hasStream, err)
+			}
 			pos, ok, err := b.PublishedPosition(ctx)
 			if adapter == broadcast.AdapterPubSub {
 				if ok || err != nil {

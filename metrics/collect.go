@@ -20,8 +20,9 @@ type Sources struct {
 	Reader func() cdc.ReaderStatus
 	// Slot is the latest fresh sample of the slot (cdc.SlotSampler.Last).
 	Slot func() (cdc.SlotHealth, bool)
-	// Delivery are the socket layer's delivery counters (DeliveryOf).
-	Delivery func() DeliveryStats
+	// Delivery are the socket layer's delivery counters (DeliveryOf); ok
+	// is false while it keeps none.
+	Delivery func() (d DeliveryStats, ok bool)
 	// Sockets counts the connections open now by transport (SocketsOf).
 	Sockets func() map[string]int
 	// Rooms counts rooms by namespace (RoomsOf).
@@ -82,22 +83,24 @@ func SocketsOf(srv *socketio.Server) func() map[string]int {
 	}
 }
 
-// DeliveryOf reads the delivery counters of srv's Engine.IO server, or
-// is nil while that server keeps none.
+// DeliveryOf reads the delivery counters of srv's Engine.IO server; ok is
+// false while that server keeps none.
 //
 // MERGE(issue-13): engineio.Server.Stats() comes with issue 13 (branch
 // issue-13, broadcast/engineio/stats.go). When it lands, replace the body
 // with
 //
 //	eio := srv.EngineIO()
-//	return func() DeliveryStats {
+//	return func() (DeliveryStats, bool) {
 //		st := eio.Stats()
 //		return DeliveryStats{Deliveries: st.Delivered, BytesWritten: st.BytesWritten,
-//			SlowConsumerCuts: st.SlowConsumerCuts, SendQueueDrops: st.Dropped}
+//			SlowConsumerCuts: st.SlowConsumerCuts, SendQueueDrops: st.Dropped}, true
 //	}
 //
 // and TestDeliveryOf then checks it against a real server.
-func DeliveryOf(srv *socketio.Server) func() DeliveryStats { return nil }
+func DeliveryOf(srv *socketio.Server) func() (DeliveryStats, bool) {
+	return func() (DeliveryStats, bool) { return DeliveryStats{}, false }
+}
 
 // readerStates are the values of walcast_replication_reader_state's label,
 // all reported (the current one 1) so a query never misses a series.
@@ -252,11 +255,12 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if s.Delivery != nil {
-		d := s.Delivery()
-		counter(descDeliveries, d.Deliveries)
-		counter(descBytes, d.BytesWritten)
-		counter(descSlowCuts, d.SlowConsumerCuts)
-		counter(descQueueDrops, d.SendQueueDrops)
+		if d, ok := s.Delivery(); ok {
+			counter(descDeliveries, d.Deliveries)
+			counter(descBytes, d.BytesWritten)
+			counter(descSlowCuts, d.SlowConsumerCuts)
+			counter(descQueueDrops, d.SendQueueDrops)
+		}
 	}
 	if s.Sockets != nil {
 		byTransport := s.Sockets()

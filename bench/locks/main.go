@@ -181,7 +181,7 @@ func measureWalcast(ctx context.Context, bin, script, dsn, slot string, env []st
 	if err != nil {
 		return nil, err
 	}
-	srv := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--log-level", "error", "--slot", slot)
+	srv := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--admin-listen", "127.0.0.1:0", "--log-level", "error", "--slot", slot)
 	srv.Env = append([]string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret, "PATH=" + os.Getenv("PATH")}, env...)
 	srv.Stderr = os.Stderr
 	if err := srv.Start(); err != nil {

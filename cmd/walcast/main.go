@@ -20,6 +20,10 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/walcast/walcast/broadcast/redisadapter"
 )
 
 const usage = `walcast: PostgreSQL row changes as Socket.IO events.
@@ -74,6 +78,9 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 
 func serve(ctx context.Context, cfg *settings, logOut io.Writer) error {
 	log := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
+	// The Redis client logs through a logger of its own: route it
+	// through walcast's, so every line has walcast's format.
+	redis.SetLogger(redisadapter.NewClientLogger(log, 0))
 	srv, err := newServer(ctx, cfg, log)
 	if err != nil {
 		return err

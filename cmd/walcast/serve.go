@@ -15,12 +15,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/walcast/walcast/broadcast"
+	"github.com/walcast/walcast/broadcast/adminui"
 	"github.com/walcast/walcast/broadcast/auth"
 	"github.com/walcast/walcast/broadcast/engineio"
 	"github.com/walcast/walcast/broadcast/redisadapter"
 	"github.com/walcast/walcast/cdc"
 	"github.com/walcast/walcast/gateway"
 	"github.com/walcast/walcast/locks"
+	"github.com/walcast/walcast/metrics"
 	"github.com/walcast/walcast/relay"
 	"github.com/walcast/walcast/route"
 )
@@ -45,6 +47,13 @@ type server struct {
 	// store's, which has short timeouts of its own so a lock ack fails fast.
 	redis     *redis.Client
 	lockRedis *redis.Client
+	// Operating walcast: metrics (nil with --admin-listen off), the slot
+	// sampler that feeds them, the operator listener, the Admin UI.
+	metrics *metrics.Metrics
+	sampler *cdc.SlotSampler
+	admin   *http.Server
+	adminLn net.Listener
+	adminUI *adminui.AdminUI
 }
 
 // newServer prepares everything that can fail before anything is served:
@@ -98,10 +107,20 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 	defer func() {
 		if err != nil {
 			s.closeRedis()
+			if s.adminLn != nil {
+				_ = s.adminLn.Close()
+			}
 		}
 	}()
+	if cfg.AdminListen != "" {
+		s.metrics = metrics.New(metrics.Options{Sources: s.metricSources()})
+		cdcCfg.Observer = s.metrics.ReaderObserver()
+	}
 	if err := s.openHub(ctx, routing.ReservedRooms()); err != nil {
 		return nil, err
+	}
+	if s.metrics != nil {
+		s.hub.Server().AddObserver(s.metrics.SocketObserver())
 	}
 	if pos, ok, err := s.hub.PublishedPosition(ctx); err != nil {
 		return nil, fmt.Errorf("read where publication stopped (REDIS_URL): %w", err)
@@ -115,27 +134,43 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 		log.Info("resuming after published transactions", "mark", markKeyPrefix+cfg.Slot, "end_lsn", cdcCfg.StartLSN)
 	}
 	s.reader = cdc.NewReader(cdcCfg)
-	s.relay = relay.New(relay.Config{Hub: s.hub, Router: router, Logger: log})
+	relayCfg := relay.Config{Hub: s.hub, Router: router, Logger: log}
+	lockCfg := locks.Config{
+		Renew:               cfg.LockRenew,
+		ReleaseOnDisconnect: cfg.LockReleaseOnDC,
+		// a client that may still recover its session keeps its locks
+		DisconnectGrace: cfg.RecoveryWindow,
+	}
+	var gatewayObs gateway.Observer
+	if s.metrics != nil {
+		relayCfg.Observer = s.metrics.RelayObserver(s.redis != nil)
+		lockCfg.Observer = s.metrics.LockObserver()
+		gatewayObs = s.metrics
+		s.sampler = cdc.NewSlotSampler(cdc.SlotSamplerConfig{ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Logger: log,
+			// The instance that reads the slot reports it, also while it
+			// reconnects; a standby leaves it to that one.
+			When: func() bool { st := s.reader.State(); return st == cdc.StateLeader || st == cdc.StateReconnecting }})
+	}
+	s.relay = relay.New(relayCfg)
 
 	store, err := s.newLockStore()
 	if err != nil {
 		return nil, err
 	}
 	s.gateway, err = gateway.Attach(s.hub, gateway.Config{
-		Verifier:  verifier,
-		LockStore: store,
-		Locks: locks.Config{
-			Renew:               cfg.LockRenew,
-			ReleaseOnDisconnect: cfg.LockReleaseOnDC,
-			// a client that may still recover its session keeps its locks
-			DisconnectGrace: cfg.RecoveryWindow,
-		},
+		Verifier:      verifier,
+		LockStore:     store,
+		Locks:         lockCfg,
 		Reserved:      routing.ReservedRooms(),
 		ExpiryWarning: cfg.ExpiryWarning,
 		Standby:       func() bool { return cfg.RedisURL == "" && s.reader.State() == cdc.StateStandby },
 		Logger:        log,
+		Observer:      gatewayObs,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.attachAdminUI(); err != nil {
 		return nil, err
 	}
 
@@ -144,6 +179,9 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle(cfg.Path, s.hub.Handler())
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if err := s.listenAdmin(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -156,14 +194,23 @@ func (s *server) openHub(ctx context.Context, reserved route.ReservedRooms) erro
 		Recovery: gateway.Recovery(cfg.RecoveryWindow, reserved),
 		Logger:   s.log,
 	}
+	if cfg.adminUI() {
+		hubCfg.EngineIO.CredentialedOrigins = cfg.AdminUIOrigins
+	}
 	var cluster broadcast.Cluster
 	if cfg.RedisURL != "" {
 		rdb, err := redisadapter.NewClient(cfg.RedisURL, nil)
 		if err != nil {
 			return fmt.Errorf("--redis-url: %w", err)
 		}
+		if s.metrics != nil {
+			rdb.AddHook(s.metrics.RedisHook(metrics.RedisHub))
+		}
 		s.redis = rdb
 		cluster = broadcast.Cluster{Redis: rdb, Adapter: broadcast.ClusterAdapter(cfg.RedisAdapter), StreamWindow: cfg.StreamWindow, MarkKey: markKeyPrefix + cfg.Slot}
+		if cfg.adminUI() {
+			cluster.LocalNamespaces = []string{adminui.DefaultNamespace}
+		}
 	}
 	hub, err := broadcast.Open(ctx, hubCfg, cluster)
 	if err != nil {
@@ -193,6 +240,9 @@ func (s *server) newLockStore() (locks.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
 	}
+	if s.metrics != nil {
+		rdb.AddHook(s.metrics.RedisHook(metrics.RedisLocks))
+	}
 	s.lockRedis = rdb
 	return locks.NewRedisStore(rdb, s.cfg.LockTTL), nil
 }
@@ -221,6 +271,14 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	go func() { readerErr <- s.reader.Run(readerCtx, s.relay) }()
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- s.http.Serve(ln) }()
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+	if s.admin != nil {
+		go func() { httpErr <- s.admin.Serve(s.adminLn) }()
+		go s.metrics.Run(opsCtx)
+		go func() { _ = s.sampler.Run(opsCtx) }()
+		s.log.Info("operator listener", "addr", s.adminLn.Addr().String(), "metrics", "/metrics", "pprof", s.cfg.AdminPprof)
+	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "path", s.cfg.Path)
 
 	var runErr error
@@ -239,6 +297,10 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.http.Shutdown(shutdownCtx) // stops accepting; hijacked websockets stay until hub.Close
+	if s.admin != nil {
+		_ = s.admin.Shutdown(shutdownCtx)
+	}
+	stopOps()
 	stopReader()
 	if err := <-readerErr; err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
 		runErr = fmt.Errorf("replication reader: %w", err)
@@ -246,6 +308,9 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	stopGateway()
 	if err := <-gatewayErr; err != nil {
 		s.log.Error("lock service stopped", "err", err)
+	}
+	if s.adminUI != nil {
+		s.adminUI.Close()
 	}
 	s.hub.Close()
 	s.closeRedis()

@@ -118,18 +118,18 @@ func uniqueSlot() string { return fmt.Sprintf("walcast_t%d_%d", os.Getpid(), slo
 
 // instance is one `walcast serve` subprocess.
 type instance struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	URL  string // http://127.0.0.1:port
+	t   *testing.T
+	cmd *exec.Cmd
+	URL string // http://127.0.0.1:port
 	// AdminURL is the operator listener's (http://127.0.0.1:port), empty
 	// when the test turned it off.
 	AdminURL string
 	DSN      string
-	Slot string
-	Pub  string
-	logs *logbuf.Buffer
-	done chan struct{}
-	err  error // set when done is closed
+	Slot     string
+	Pub      string
+	logs     *logbuf.Buffer
+	done     chan struct{}
+	err      error // set when done is closed
 }
 
 type serveOpts struct {

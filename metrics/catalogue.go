@@ -36,8 +36,8 @@ var catalogue = []Metric{
 	// Replication: this instance's reader.
 	{"walcast_replication_reader_state", Gauge, []string{"state"}, "1 for this instance's reader state: reading, standby, paused (Redis refused what it read in the last 30 s; it retries), reconnecting, starting or stopped."},
 	{"walcast_replication_seconds_since_ack", Gauge, nil, "Seconds since this instance's reader last sent PostgreSQL a standby status update (its acknowledgement); absent before the first."},
-	{"walcast_replication_transactions_total", Counter, nil, "Committed transactions decoded."},
-	{"walcast_replication_rows_total", Counter, []string{"table", "op"}, "Row changes decoded, by table and operation (insert, update, delete, truncate)."},
+	{"walcast_replication_transactions_total", Counter, nil, "Committed transactions read from the slot and accepted for delivery (each once, also when Redis refused it first)."},
+	{"walcast_replication_rows_total", Counter, []string{"table", "op"}, "Row changes read from the slot and accepted for delivery, by table (schema-qualified) and operation (insert, update, delete, truncate)."},
 	{"walcast_replication_resyncs_total", Counter, []string{"table", "reason"}, "RESYNC notices sent to browsers, by table and why (truncate, bulk, slot_recreated)."},
 	{"walcast_replication_takeovers_total", Counter, nil, "Times this instance became the slot's reader after another held it."},
 	{"walcast_replication_errors_total", Counter, []string{"kind"}, "Replication sessions ended by an error, by kind (decode, delivery: Redis refused what was read, slot, publication, permission, connection)."},

@@ -12,7 +12,9 @@ import (
 // reader's goroutine and must be quick. Without one the relay counts
 // nothing.
 type Observer interface {
-	// TransactionDecoded: one committed transaction reached the relay.
+	// TransactionDecoded: the hub accepted one committed transaction
+	// (counted once, however often it was read: a refused transaction is
+	// read again).
 	TransactionDecoded()
 	// RowsDecoded: it carried n row changes of table (schema-qualified) by
 	// op (insert, update, delete, truncate).
@@ -35,10 +37,16 @@ type rowKey struct {
 	op    cdc.Op
 }
 
-// tally is what one routed transaction will count once delivered.
+// tally is what one routed transaction will count once accepted.
 type tally struct {
+	rows    []rowCount
 	events  []eventCount
 	resyncs []route.Emit // Table and Resync only
+}
+
+type rowCount struct {
+	table, op string
+	n         int
 }
 
 type eventCount struct {
@@ -60,11 +68,11 @@ func (r *relay) countRow(c *cdc.Change) {
 	r.rows[rowKey{c.Table.String(), c.Op}]++
 }
 
-// reportRows reports the committed transaction's row changes.
-func (r *relay) reportRows() {
-	r.obs.TransactionDecoded()
+// tallyRows moves the committed transaction's row counts into t.
+func (r *relay) tallyRows(t *tally) {
+	t.rows = t.rows[:0]
 	for k, n := range r.rows {
-		r.obs.RowsDecoded(k.table, strings.ToLower(k.op.String()), n)
+		t.rows = append(t.rows, rowCount{k.table, strings.ToLower(k.op.String()), n})
 	}
 	clear(r.rows)
 }
@@ -91,11 +99,18 @@ next:
 	}
 }
 
-// reportDelivered reports the events of the transactions the hub
-// delivered.
-func (r *relay) reportDelivered(delivered []bool) {
+// reportAccepted reports the transactions the hub accepted, and the
+// events of those it delivered.
+func (r *relay) reportAccepted(delivered []bool) {
 	for i, ok := range delivered {
-		if !ok || i >= len(r.tallies) {
+		if i >= len(r.tallies) {
+			break
+		}
+		r.obs.TransactionDecoded()
+		for _, c := range r.tallies[i].rows {
+			r.obs.RowsDecoded(c.table, c.op, c.n)
+		}
+		if !ok {
 			continue
 		}
 		for _, e := range r.tallies[i].events {

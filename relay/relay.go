@@ -144,11 +144,12 @@ func (r *relay) stage(tx cdc.TxInfo) {
 	r.pending = append(r.pending, t)
 	r.entries += len(t.Events) + len(t.Revocations)
 	if r.obs != nil {
-		r.reportRows()
 		if len(r.tallies) < len(r.pending) {
 			r.tallies = append(r.tallies, tally{})
 		}
-		tallyOf(b.Emits, &r.tallies[len(r.pending)-1])
+		t := &r.tallies[len(r.pending)-1]
+		r.tallyRows(t)
+		tallyOf(b.Emits, t)
 	}
 }
 
@@ -162,7 +163,7 @@ func (r *relay) Flush(ctx context.Context) error {
 	if r.obs != nil {
 		r.obs.Published(time.Since(start), err)
 		if err == nil {
-			r.reportDelivered(delivered)
+			r.reportAccepted(delivered)
 		}
 	}
 	if err != nil {

@@ -42,7 +42,7 @@ var catalogue = []Metric{
 	{"walcast_replication_takeovers_total", Counter, nil, "Times this instance became the slot's reader after another held it."},
 	{"walcast_replication_errors_total", Counter, []string{"kind"}, "Replication sessions ended by an error, by kind (decode, delivery: Redis refused what was read, slot, publication, permission, connection)."},
 	// Delivery.
-	{"walcast_events_emitted_total", Counter, []string{"event"}, "Events broadcast, by event name (lock updates as lock:update)."},
+	{"walcast_events_emitted_total", Counter, []string{"event"}, "Events broadcast, by event name (lock updates as lock:update): a transaction's events once, when the hub accepted the transaction."},
 	{"walcast_deliveries_total", Counter, nil, "Packets handed to sockets' transports: one broadcast to N sockets counts N."},
 	{"walcast_delivered_bytes_total", Counter, nil, "Bytes written to sockets' transports."},
 	{"walcast_sockets", Gauge, []string{"transport"}, "Engine.IO connections open now, by transport (polling, websocket)."},

@@ -22,9 +22,11 @@ type Observer interface {
 	// Published: the hub took took to accept transactions, or refused
 	// them with err (they come again).
 	Published(took time.Duration, err error)
-	// EventEmitted: the hub delivered n events named event for this
-	// instance (a transaction the hub's fence found published already
-	// is not counted).
+	// EventEmitted: the hub accepted n events named event. A transaction
+	// whose publish failed but reached Redis all the same is found
+	// published when it comes again, and counted then; after a takeover,
+	// the few the previous reader published but had not yet confirmed
+	// are counted by both.
 	EventEmitted(event string, n int)
 	// ResyncSent: one of those events was a RESYNC notice for table, sent
 	// for reason (route.ResyncTruncate, ...).
@@ -99,19 +101,13 @@ next:
 	}
 }
 
-// reportAccepted reports the transactions the hub accepted, and the
-// events of those it delivered.
-func (r *relay) reportAccepted(delivered []bool) {
-	for i, ok := range delivered {
-		if i >= len(r.tallies) {
-			break
-		}
+// reportAccepted reports the transactions the hub accepted, whether it
+// delivered them or its fence found them published already.
+func (r *relay) reportAccepted(accepted int) {
+	for i := range min(accepted, len(r.tallies)) {
 		r.obs.TransactionDecoded()
 		for _, c := range r.tallies[i].rows {
 			r.obs.RowsDecoded(c.table, c.op, c.n)
-		}
-		if !ok {
-			continue
 		}
 		for _, e := range r.tallies[i].events {
 			r.obs.EventEmitted(e.name, e.n)

@@ -163,7 +163,7 @@ func (r *relay) Flush(ctx context.Context) error {
 	if r.obs != nil {
 		r.obs.Published(time.Since(start), err)
 		if err == nil {
-			r.reportAccepted(delivered)
+			r.reportAccepted(len(delivered))
 		}
 	}
 	if err != nil {

@@ -22,7 +22,9 @@ func StreamsAccessProbes(opts StreamsOptions, markKey string) []redisprobe.Probe
 	stream, prefix := opts.StreamName, opts.ChannelPrefix
 	session := stream + ":session:/#" + probeName
 	return []redisprobe.Probe{
-		{What: "append events to the stream", Args: []any{"xadd", stream, "MAXLEN", "~", "not-a-number", "*", probeName, "1"}, Rejected: "not an integer"},
+		// MINID as walcast trims: a Redis before 6.2 answers a syntax
+		// error, which Run reports.
+		{What: "append events to the stream", Args: []any{"xadd", stream, "MINID", "~", "not-an-id", "*", probeName, "1"}, Rejected: "Invalid stream ID"},
 		{What: "read the stream", Args: []any{"xread", "COUNT", "1", "STREAMS", stream, "$"}},
 		{What: "read missed events back (connection state recovery)", Args: []any{"xrange", stream, "-", "-", "COUNT", "1"}},
 		{What: "run the fenced publish script", Args: []any{"evalsha", noScript, "2", stream, markKey}, Rejected: "NOSCRIPT"},

@@ -59,11 +59,9 @@ type server struct {
 // newServer prepares everything that can fail before anything is served:
 // routing against the live schema, the publication and the slot, Redis.
 func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server, err error) {
-	routing := route.GraceGiver()
-	if cfg.ConfigFile != "" {
-		if routing, err = route.LoadFile(cfg.ConfigFile); err != nil {
-			return nil, err
-		}
+	routing, err := loadRouting(cfg)
+	if err != nil {
+		return nil, err
 	}
 	catalog, err := cdc.DescribeDatabase(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -183,6 +181,14 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 		return nil, err
 	}
 	return s, nil
+}
+
+// loadRouting reads the routing file, or takes the built-in profile.
+func loadRouting(cfg *settings) (route.Config, error) {
+	if cfg.ConfigFile == "" {
+		return route.GraceGiver(), nil
+	}
+	return route.LoadFile(cfg.ConfigFile)
 }
 
 // openHub opens the broadcast hub: in memory, or joined to the other

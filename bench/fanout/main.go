@@ -59,7 +59,7 @@ func main() {
 	var o options
 	clients := flag.String("clients", "1000,5000", "comma-separated client counts")
 	rates := flag.String("rates", "10000,20000,40000,80000,160000,320000,640000", "ladder of offered deliveries per second (events/s x receivers)")
-	servers := flag.String("servers", "walcast,node", "servers to measure, in order: walcast, node, walcast-delay (walcast's hub with -write-delay)")
+	servers := flag.String("servers", "walcast,node", "servers to measure, in order: walcast, node, walcast-delay (walcast's hub with -write-delay), walcast-metrics (walcast's hub with walcast serve's metrics, scraped every second)")
 	flag.DurationVar(&o.writeDelay, "write-delay", 20*time.Millisecond, "engine.io write delay of the walcast-delay server (walcast serve --write-delay)")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "broadcast window per rung")
 	flag.IntVar(&o.probes, "probes", 5, "official socket.io-client latency probes")
@@ -89,8 +89,8 @@ func main() {
 		fail(fmt.Errorf("-rates: %w", err))
 	}
 	for _, s := range strings.Split(*servers, ",") {
-		if s != "walcast" && s != "node" && s != "walcast-delay" {
-			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, walcast-delay)", s))
+		if s != "walcast" && s != "node" && s != "walcast-delay" && s != "walcast-metrics" {
+			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, walcast-delay, walcast-metrics)", s))
 		}
 		o.servers = append(o.servers, s)
 	}
@@ -134,7 +134,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(tmp)
 	walcastBin := filepath.Join(tmp, "walcast-bench-server")
-	if contains(o.servers, "walcast") || contains(o.servers, "walcast-delay") {
+	if contains(o.servers, "walcast") || contains(o.servers, "walcast-delay") || contains(o.servers, "walcast-metrics") {
 		build := exec.CommandContext(ctx, "go", "build", "-o", walcastBin, "./server")
 		build.Dir = o.dir
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr

@@ -79,10 +79,13 @@ func (g rung) behind() bool {
 
 func startServer(ctx context.Context, o options, name string, clients int, nodeDir, walcastBin string) (*serverproc.Proc, string, error) {
 	switch name {
-	case "walcast", "walcast-delay":
+	case "walcast", "walcast-delay", "walcast-metrics":
 		args := []string{walcastBin, "-addr", "127.0.0.1:0"}
-		if name == "walcast-delay" {
+		switch name {
+		case "walcast-delay":
 			args = append(args, "-write-delay", o.writeDelay.String())
+		case "walcast-metrics":
+			args = append(args, "-metrics")
 		}
 		profile := ""
 		if o.cpuProfile != "" {

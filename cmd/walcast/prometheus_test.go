@@ -143,6 +143,18 @@ func TestPrometheusScrapesWalcast(t *testing.T) {
 	waitFor("rooms", `walcast_rooms{namespace="/"}`, above(0))
 	waitFor("the slot sampled", `walcast_replication_slot_lag_bytes{`+slot+`}`, func(float64) bool { return true })
 
+	if testing.Verbose() {
+		// For README's example scrape.
+		_, body := (&instance{URL: in.AdminURL}).get("/metrics")
+		var lines []string
+		for _, l := range strings.Split(body, "\n") {
+			if strings.HasPrefix(l, "walcast_") && !strings.Contains(l, "_bucket{") {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("scrape under load:\n%s", strings.Join(lines, "\n"))
+	}
+
 	// Redis stalls: the reader cannot publish, so it acknowledges nothing
 	// and the slot's lag grows by the WAL written meanwhile.
 	if err := rs.Pause(); err != nil {

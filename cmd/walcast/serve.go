@@ -279,8 +279,9 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	go func() { httpErr <- s.http.Serve(ln) }()
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOps()
+	adminErr := make(chan error, 1) // never sent to without the listener
 	if s.admin != nil {
-		go func() { httpErr <- s.admin.Serve(s.adminLn) }()
+		go func() { adminErr <- s.admin.Serve(s.adminLn) }()
 		go s.metrics.Run(opsCtx)
 		go func() { _ = s.sampler.Run(opsCtx) }()
 		s.log.Info("operator listener", "addr", s.adminLn.Addr().String(), "metrics", "/metrics", "pprof", s.cfg.AdminPprof)
@@ -298,6 +299,8 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 		readerErr <- nil // Run has returned; let the wait below pass
 	case err := <-httpErr:
 		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-adminErr:
+		runErr = fmt.Errorf("operator listener: %w", err)
 	}
 	close(s.stopping)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

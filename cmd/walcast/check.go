@@ -45,8 +45,9 @@ func check(ctx context.Context, args, env []string, stdout, stderr io.Writer) er
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: walcast check [--json] [serve's flags]\n\n"+
-			"Checks the database, the publication, the slot and Redis as `walcast serve` would, and changes nothing.\n"+
-			"Exits 0 when nothing stops walcast from starting, 1 otherwise.\n\n  --json  print the findings as JSON\n\n")
+			"Checks the settings, the database, the publication, the slot and Redis as\n"+
+			"`walcast serve` would, and changes nothing. Exits 0 when nothing stops walcast\n"+
+			"from starting, 1 otherwise.\n\n  --json  print the findings as JSON\n\n")
 		printSettingsUsage(stderr)
 	}
 	cfg, problems, err := parseSettings(fs, args, env)

@@ -77,6 +77,10 @@ func (s *server) attachAdminUI() error {
 	if !s.cfg.adminUI() {
 		return nil
 	}
+	// MERGE(issue-13): with engineio.Server.Stats, give the UI its
+	// traffic chart: Traffic: func() adminui.Traffic { st :=
+	// s.hub.Server().EngineIO().Stats(); return adminui.Traffic{PacketsOut:
+	// st.Delivered, BytesOut: st.BytesWritten} } (Stats counts nothing in).
 	ui, err := adminui.Attach(s.hub.Server(), adminui.Config{
 		Username:     s.cfg.AdminUIUsername,
 		PasswordHash: s.cfg.AdminUIPasswordHash,

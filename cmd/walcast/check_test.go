@@ -167,6 +167,14 @@ func TestCheckCommand(t *testing.T) {
 			t.Errorf("the database was not checked after the settings problem:\n%s", r)
 		}
 	})
+	t.Run("audience needing the old row", func(t *testing.T) {
+		db := newDB(t)
+		execSQLT(t, db, "ALTER TABLE donations REPLICA IDENTITY DEFAULT")
+		code, r := checkJSON(t, []string{"DATABASE_URL=" + db, "JWT_SECRET=" + testSecret, "WALCAST_SLOT=" + slot})
+		if code != 0 || !r.has("audience", "warning", "lacks REPLICA IDENTITY FULL", "ALTER TABLE public.donations REPLICA IDENTITY FULL") {
+			t.Fatalf("exit %d, want 0 with the audience warning:\n%s", code, r)
+		}
+	})
 	t.Run("database role without rights", func(t *testing.T) {
 		role := "norights_" + fmt.Sprint(time.Now().UnixNano()%1e6)
 		execSQLT(t, dsn, fmt.Sprintf("CREATE ROLE %s LOGIN", role))

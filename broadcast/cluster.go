@@ -47,6 +47,14 @@ type Cluster struct {
 	// itself, such as the Admin UI's namespace). They also stay out of the
 	// stream that Node peers read.
 	LocalNamespaces []string
+	// OnState, when set, receives the State of every transaction any
+	// instance publishes, on every instance, in transaction order, after
+	// its events and before its revocations: in memory when Publish runs;
+	// with pub/sub when the walcast-only channel delivers it (lost for an
+	// instance cut off from Redis); with streams when the stream is read
+	// back, exactly once and caught up after an outage. It is set before
+	// the hub reads anything, so nothing published after Open is missed.
+	OnState func(state []byte)
 }
 
 // Open returns a hub whose instances share events as cluster says: it
@@ -61,14 +69,16 @@ func Open(ctx context.Context, cfg Config, cluster Cluster) (*Hub, error) {
 		log = slog.Default()
 	}
 	if cluster.Redis == nil {
-		return New(cfg), nil
+		h := New(cfg)
+		h.carrier = memoryCarrier{hub: h, onState: cluster.OnState}
+		return h, nil
 	}
 	switch cluster.Adapter {
 	case AdapterStreams, "":
 		if cluster.MarkKey == "" {
 			return nil, errors.New("open hub: the streams adapter needs a mark key")
 		}
-		streams, err := redisadapter.NewStreams(ctx, cluster.Redis, redisadapter.StreamsOptions{Window: cluster.StreamWindow, Logger: log})
+		streams, err := redisadapter.NewStreams(ctx, cluster.Redis, redisadapter.StreamsOptions{Window: cluster.StreamWindow, Logger: log, OnState: cluster.OnState})
 		if err != nil {
 			return nil, fmt.Errorf("connect the Redis stream adapter: %w", err)
 		}
@@ -81,7 +91,7 @@ func Open(ctx context.Context, cfg Config, cluster Cluster) (*Hub, error) {
 		if err := cluster.Redis.Ping(ctx).Err(); err != nil {
 			return nil, fmt.Errorf("connect the Redis pub/sub adapter: %w", err)
 		}
-		pubsub := redisadapter.NewPubSub(cluster.Redis, redisadapter.PubSubOptions{Logger: log})
+		pubsub := redisadapter.NewPubSub(cluster.Redis, redisadapter.PubSubOptions{Logger: log, OnState: cluster.OnState})
 		cfg.NewAdapter = cluster.localFirst(pubsub.NewAdapter)
 		h := New(cfg)
 		h.carrier = pubsubCarrier{hub: h, pubsub: pubsub}

@@ -23,7 +23,11 @@ type Transaction struct {
 	// published by any instance.
 	Position uint64
 	// Events go to the main namespace ("/").
-	Events      []Event
+	Events []Event
+	// State, when set, reaches Cluster.OnState on every instance after the
+	// events and before the revocations, in transaction order: walcast's
+	// own bookkeeping (account changes), never seen by Node peers.
+	State       []byte
 	Revocations []Revocation
 }
 
@@ -32,8 +36,11 @@ type Transaction struct {
 type Revocation struct {
 	Rooms  []string
 	Except []string
-	// The sockets get a Socket.IO DISCONNECT ("io server disconnect"); Close
-	// also closes their connections, as Node's disconnectSockets(true).
+	// Without Close the sockets get a Socket.IO DISCONNECT ("io server
+	// disconnect"), after which the official client stays offline. With
+	// Close their connections are closed instead (socketio.Socket.Disconnect
+	// (true)): the client reconnects by itself and its handshake meets the
+	// authentication of the moment.
 	Close bool
 }
 
@@ -81,12 +88,20 @@ type carrier interface {
 	publishedPosition(ctx context.Context) (uint64, bool, error)
 }
 
-// memoryCarrier emits each event through the namespace's adapter and
-// disconnects this instance's revoked sockets.
-type memoryCarrier struct{ hub *Hub }
+// memoryCarrier emits each event through the namespace's adapter, hands
+// the state to onState and disconnects this instance's revoked sockets.
+type memoryCarrier struct {
+	hub     *Hub
+	onState func([]byte)
+}
 
 func (c memoryCarrier) publish(ctx context.Context, txs []Transaction) ([]bool, error) {
-	return emitEach(ctx, c.hub, txs, func(_ context.Context, r Revocation) error {
+	return emitEach(ctx, c.hub, txs, func(_ context.Context, state []byte) error {
+		if c.onState != nil {
+			c.onState(state)
+		}
+		return nil
+	}, func(_ context.Context, r Revocation) error {
 		c.hub.srv.Sockets().To(r.Rooms...).Except(r.Except...).DisconnectSockets(r.Close)
 		return nil
 	})
@@ -104,7 +119,9 @@ type pubsubCarrier struct {
 }
 
 func (c pubsubCarrier) publish(ctx context.Context, txs []Transaction) ([]bool, error) {
-	return emitEach(ctx, c.hub, txs, func(ctx context.Context, r Revocation) error {
+	return emitEach(ctx, c.hub, txs, func(ctx context.Context, state []byte) error {
+		return c.pubsub.PublishState(ctx, "/", state)
+	}, func(ctx context.Context, r Revocation) error {
 		return c.pubsub.RequestDisconnect(ctx, "/", socketio.BroadcastOptions{Rooms: r.Rooms, Except: r.Except}, r.Close)
 	})
 }
@@ -114,12 +131,17 @@ func (pubsubCarrier) groups() bool { return false }
 func (pubsubCarrier) publishedPosition(context.Context) (uint64, bool, error) { return 0, false, nil }
 
 // emitEach delivers transactions one after the other: events through
-// Hub.Emit, then revocations through revoke.
-func emitEach(ctx context.Context, h *Hub, txs []Transaction, revoke func(context.Context, Revocation) error) ([]bool, error) {
+// Hub.Emit, then the state through state, then revocations through revoke.
+func emitEach(ctx context.Context, h *Hub, txs []Transaction, state func(context.Context, []byte) error, revoke func(context.Context, Revocation) error) ([]bool, error) {
 	delivered := make([]bool, 0, len(txs))
 	for _, tx := range txs {
 		for _, ev := range tx.Events {
 			if err := h.Emit(ctx, ev); err != nil {
+				return delivered, fmt.Errorf("transaction at %X: %w", tx.Position, err)
+			}
+		}
+		if tx.State != nil {
+			if err := state(ctx, tx.State); err != nil {
 				return delivered, fmt.Errorf("transaction at %X: %w", tx.Position, err)
 			}
 		}
@@ -188,10 +210,10 @@ func (c *streamsCarrier) publish(ctx context.Context, txs []Transaction) ([]bool
 	return delivered, nil
 }
 
-// batchItems turns one transaction's events and revocations into the
-// entries of its fenced batch, revocations after the events.
+// batchItems turns one transaction's events, state and revocations into
+// the entries of its fenced batch, in that order.
 func batchItems(tx Transaction) ([]redisadapter.BatchItem, error) {
-	items := make([]redisadapter.BatchItem, 0, len(tx.Events)+len(tx.Revocations))
+	items := make([]redisadapter.BatchItem, 0, len(tx.Events)+1+len(tx.Revocations))
 	for _, ev := range tx.Events {
 		if ev.Name == "" {
 			return nil, fmt.Errorf("publish transaction at %X: empty event name", tx.Position)
@@ -205,6 +227,9 @@ func batchItems(tx Transaction) ([]redisadapter.BatchItem, error) {
 			p.Args = append(p.Args, ev.Payload)
 		}
 		items = append(items, redisadapter.BatchItem{Packet: p, Opts: socketio.BroadcastOptions{Rooms: ev.Rooms, Except: ev.Except}})
+	}
+	if tx.State != nil {
+		items = append(items, redisadapter.BatchItem{State: tx.State})
 	}
 	for _, r := range tx.Revocations {
 		items = append(items, redisadapter.BatchItem{Disconnect: true, Close: r.Close, Opts: socketio.BroadcastOptions{Rooms: r.Rooms, Except: r.Except}})

@@ -71,9 +71,11 @@ func expect(t *testing.T, who string, c *siotest.Conn, want ...string) {
 
 // twoTransactions is the scenario every cluster mode runs: the first
 // transaction sends an event to admins and revokes user 7's sockets but
-// those of role admin, the second sends one to everyone and revokes user
-// 8's sockets closing their connections too. (Payload keys are in sorted
-// order: the pub/sub adapter's msgpack round trip sorts them.)
+// those of role admin (a DISCONNECT), the second sends one to everyone and
+// revokes user 8's sockets by closing their connections, without a
+// DISCONNECT, so the client reconnects and meets the handshake's check.
+// (Payload keys are in sorted order: the pub/sub adapter's msgpack round
+// trip sorts them.)
 var twoTransactions = []broadcast.Transaction{
 	{Position: 0x100, Events: []broadcast.Event{{Rooms: []string{"role:admin"}, Name: "member:update", Payload: json.RawMessage(`{"data":{"id":1},"type":"UPDATE"}`)}},
 		Revocations: []broadcast.Revocation{{Rooms: []string{"user:7"}, Except: []string{"role:admin"}}}},
@@ -92,7 +94,7 @@ func runTwoTransactions(t *testing.T, hub *broadcast.Hub, addr string) {
 	}
 	expect(t, "admin", admin, `2["member:update",{"data":{"id":1},"type":"UPDATE"}]`, `2["settings:update",{"name":"Grace"}]`)
 	expect(t, "demoted", demoted, "1")
-	expect(t, "other", other, `2["settings:update",{"name":"Grace"}]`, "1", "closed")
+	expect(t, "other", other, `2["settings:update",{"name":"Grace"}]`, "closed")
 }
 
 func TestPublishInMemory(t *testing.T) {
@@ -237,6 +239,80 @@ func TestLocalNamespaces(t *testing.T) {
 				t.Fatal(err)
 			}
 			expect(t, "b's /admin socket", c, `2/admin,["mine"]`)
+		})
+	}
+}
+
+// TestPublishState: a transaction's State reaches OnState on every
+// instance, in transaction order, after its events and before its
+// revocations, in each cluster mode.
+func TestPublishState(t *testing.T) {
+	for _, mode := range []string{"memory", "streams", "pubsub"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			cluster := broadcast.Cluster{MarkKey: "walcast:mark:test", Adapter: broadcast.ClusterAdapter(mode)}
+			if mode != "memory" {
+				rs := redistest.Run(t, redistest.Options{})
+				rdb, err := redisadapter.NewClient(rs.URL(), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rdb.Close()
+				cluster.Redis = rdb
+			}
+			// Each instance records the states it is handed and how many
+			// of its sockets in user:8 (revoked by the second transaction)
+			// were still connected then.
+			type seen struct {
+				state     string
+				connected int
+			}
+			open := func() (*broadcast.Hub, chan seen) {
+				got := make(chan seen, 4)
+				var hub *broadcast.Hub
+				c := cluster
+				c.OnState = func(b []byte) { got <- seen{string(b), len(hub.Namespace("/").To("user:8").Sockets())} }
+				hub, err := broadcast.Open(ctx, broadcast.Config{}, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return hub, got
+			}
+			publisher, publisherGot := open()
+			receiver, receiverGot := publisher, publisherGot
+			if mode != "memory" {
+				receiver, receiverGot = open()
+				serveHub(t, publisher)
+			}
+			other := dialRooms(t, serveHub(t, receiver), "user:8", "role:viewer")
+			txs := []broadcast.Transaction{
+				{Position: 0x100, Events: []broadcast.Event{{Name: "first"}}, State: []byte(`"s1"`)},
+				{Position: 0x200, Events: []broadcast.Event{{Name: "second"}}, State: []byte(`"s2"`),
+					Revocations: []broadcast.Revocation{{Rooms: []string{"user:8"}, Close: true}}},
+			}
+			if _, err := publisher.Publish(ctx, txs); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, "user 8", other, `2["first"]`, `2["second"]`, "closed")
+			instances := map[string]chan seen{"receiver": receiverGot}
+			if mode != "memory" {
+				instances["publisher"] = publisherGot
+			}
+			for who, got := range instances {
+				for i, want := range []string{`"s1"`, `"s2"`} {
+					select {
+					case s := <-got:
+						if s.state != want {
+							t.Errorf("%s: state %d is %s, want %s", who, i, s.state, want)
+						}
+						if who == "receiver" && s.connected != 1 {
+							t.Errorf("%s: state %s came with %d sockets of user:8 connected, want 1: before the revocation", who, s.state, s.connected)
+						}
+					case <-time.After(5 * time.Second):
+						t.Fatalf("%s: state %d never came", who, i)
+					}
+				}
+			}
 		})
 	}
 }

@@ -17,6 +17,13 @@
 //   {"cmd":"emit","client":0,"event":"e","args":[...],"ref":"r1","timeoutMs":5000}
 //       with "ref" the emit asks for an ack, answered by an "ack" line
 //   {"cmd":"ack","client":0,"ackRef":3,"args":[...]}  answer a server's ack
+//   {"cmd":"flood","client":0,"events":["e1","e2"],"args":[...],"count":N,"window":W,"ref":"r1","timeoutMs":30000}
+//       emits count times, all at once or (window > 0) with at most window
+//       unanswered, event i being events[i % len], every string "{i}" in
+//       args replaced by i, each asking for an ack; once
+//       all are answered prints {kind:"flood",client,ref,counts}, counts
+//       mapping each distinct ack (its JSON, or "error: <message>") to how
+//       many came: a hostile client, as fast as the library sends
 //   {"cmd":"disconnect","client":0} | {"cmd":"connect","client":0} | {"cmd":"exit"}
 // Binary travels as {"$binary":"<base64>"} both ways.
 
@@ -95,6 +102,29 @@ function run(cmd) {
         if (err) out({ kind: "ack", client: cmd.client ?? 0, ref: cmd.ref, error: err.message });
         else out({ kind: "ack", client: cmd.client ?? 0, ref: cmd.ref, args: res });
       });
+      return;
+    }
+    case "flood": {
+      const counts = {};
+      let done = 0;
+      const fill = (v, i) =>
+        typeof v === "string" ? v.replaceAll("{i}", String(i))
+        : Array.isArray(v) ? v.map((x) => fill(x, i))
+        : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, fill(x, i)]))
+        : v;
+      let sent = 0;
+      const send = () => {
+        const i = sent++;
+        const event = cmd.events[i % cmd.events.length];
+        s.timeout(cmd.timeoutMs ?? 30000).emit(event, ...fill(cmd.args || [], i), (err, ...res) => {
+          const key = err ? `error: ${err.message}` : JSON.stringify(res);
+          counts[key] = (counts[key] || 0) + 1;
+          if (++done === cmd.count) out({ kind: "flood", client: cmd.client ?? 0, ref: cmd.ref, counts });
+          else if (sent < cmd.count) send();
+        });
+      };
+      const first = cmd.window > 0 ? Math.min(cmd.window, cmd.count) : cmd.count;
+      for (let k = 0; k < first; k++) send();
       return;
     }
     case "ack": {

@@ -25,7 +25,7 @@ import (
 
 const secret = "gateway-test-secret"
 
-func token(t *testing.T, claims jwt.MapClaims) string {
+func token(t testing.TB, claims jwt.MapClaims) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 	if err != nil {
@@ -36,7 +36,14 @@ func token(t *testing.T, claims jwt.MapClaims) string {
 
 // start serves a hub with the gateway attached and running; standby is
 // what Config.Standby reports.
-func start(t *testing.T, standby *atomic.Bool, obs Observer) (*broadcast.Hub, string) {
+func start(t *testing.T, standby *atomic.Bool, obs *counts) (*broadcast.Hub, string) {
+	t.Helper()
+	return startWith(t, Config{Standby: standby.Load, Observer: obs, OnRefusal: obs.Refused})
+}
+
+// startWith serves a hub with the gateway attached with cfg (its verifier,
+// lock store, reserved rooms and logger filled in when unset).
+func startWith(t testing.TB, cfg Config) (*broadcast.Hub, string) {
 	t.Helper()
 	verifier, err := auth.NewVerifier(auth.Config{Secret: []byte(secret)})
 	if err != nil {
@@ -44,8 +51,14 @@ func start(t *testing.T, standby *atomic.Bool, obs Observer) (*broadcast.Hub, st
 	}
 	log := slog.New(slog.DiscardHandler)
 	hub := broadcast.New(broadcast.Config{Logger: log})
-	gw, err := Attach(hub, Config{Verifier: verifier, LockStore: locks.NewMemoryStore(time.Minute),
-		Reserved: route.GraceGiver().ReservedRooms(), Standby: standby.Load, Logger: log, Observer: obs})
+	cfg.Verifier, cfg.Logger = verifier, log
+	if cfg.LockStore == nil {
+		cfg.LockStore = locks.NewMemoryStore(time.Minute)
+	}
+	if !cfg.Reserved.Contains(route.UserRoomPrefix) {
+		cfg.Reserved = route.GraceGiver().ReservedRooms()
+	}
+	gw, err := Attach(hub, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,13 +118,13 @@ func TestHandshakeRefusals(t *testing.T) {
 		t.Errorf("standby: connect answered %q", got)
 	}
 	want := map[string]int{"auth " + auth.ReasonNoToken: 2, "auth " + auth.ReasonMalformed: 1, "auth " + auth.ReasonExpired: 1,
-		"refused " + RefusedStandby: 1}
+		"refused standby": 1}
 	if got := obs.get(); !maps.Equal(got, want) {
 		t.Errorf("observed %v, want %v", got, want)
 	}
 }
 
-// counts records what a gateway tells its Observer.
+// counts records what a gateway tells its Observer and OnRefusal.
 type counts struct {
 	mu sync.Mutex
 	m  map[string]int
@@ -195,7 +208,7 @@ func TestTokenRoomsAndJoinRules(t *testing.T) {
 	if rooms := hub.Namespace("/").Socket(sid.SID).Rooms(); len(rooms) != 4 {
 		t.Errorf("rooms after leaving: %v, want its own and the token's three", rooms)
 	}
-	want := map[string]int{"refused " + RefusedReservedRoom: 4, "refused " + RefusedInvalidRoom: 2}
+	want := map[string]int{"refused reserved_room": 4, "refused invalid_room": 2}
 	if got := obs.get(); !maps.Equal(got, want) {
 		t.Errorf("observed %v, want %v", got, want)
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/walcast/walcast/broadcast"
 	"github.com/walcast/walcast/broadcast/socketio"
@@ -12,17 +13,25 @@ import (
 // handleLocks answers the contract's lock events. They run on the
 // socket's read loop, so one client's acquire and release apply in the
 // order it sent them; each store call is bounded by the lock service's
-// timeout (2 s), so a sick Redis cannot stall a socket for long.
+// timeout (2 s), so a sick Redis cannot stall a socket for long. The
+// three share the socket's token bucket: past it a call is answered
+// {success: false, error: "rate limited"} and touches nothing, so one
+// socket cannot make walcast announce more than the bucket's rate of
+// lock:update events to everyone.
 func (g *Gateway) handleLocks(sock *socketio.Socket, st *socketState) {
-	sock.On("lock:acquire", func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
-		_ = ack(st.lock.Acquire(context.Background(), firstArg(args)))
-	})
-	sock.On("lock:release", func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
-		_ = ack(st.lock.Release(context.Background(), firstArg(args)))
-	})
-	sock.On("lock:check", func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
-		_ = ack(st.lock.Check(context.Background(), firstArg(args)))
-	})
+	limited := func(call func(json.RawMessage) any) socketio.EventHandler {
+		return func(_ *socketio.Socket, args socketio.Args, ack socketio.AckFunc) {
+			if !st.lockCalls.take(time.Now()) {
+				g.refused("lock_rate")
+				_ = ack(map[string]any{"success": false, "error": ErrRateLimited})
+				return
+			}
+			_ = ack(call(firstArg(args)))
+		}
+	}
+	sock.On("lock:acquire", limited(func(p json.RawMessage) any { return st.lock.Acquire(context.Background(), p) }))
+	sock.On("lock:release", limited(func(p json.RawMessage) any { return st.lock.Release(context.Background(), p) }))
+	sock.On("lock:check", limited(func(p json.RawMessage) any { return st.lock.Check(context.Background(), p) }))
 }
 
 func firstArg(args socketio.Args) json.RawMessage {

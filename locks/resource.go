@@ -65,9 +65,11 @@ func validID(id string) bool {
 	return true
 }
 
-// UserID identifies a lock owner. It keeps the claim's JSON form (a number
-// such as 1, or a string such as "u-7") because the stored lock value must
-// carry it as the token had it, the way the contract shows "userId": 1.
+// UserID identifies a lock owner. It keeps the id's JSON form, as the
+// stored lock value carries it ("userId": 1 as the contract shows, or
+// "u-7"). An id is normalised once: an integer is a JSON number with all
+// its digits (1 and "1" are the same user; ids above 2^53 are not rounded
+// through a float), anything else a JSON string.
 type UserID struct{ raw string }
 
 // ErrBadUserID is returned for claims that cannot identify a user.
@@ -76,10 +78,15 @@ var ErrBadUserID = errors.New("user id must be a non-empty string or an integer"
 // NumericUserID is a user id that is a JSON number.
 func NumericUserID(n int64) UserID { return UserID{raw: strconv.FormatInt(n, 10)} }
 
-// StringUserID is a user id that is a JSON string.
+// StringUserID is a user id given as text: an integer in canonical decimal
+// form ("1", "-3", not "01" or "+1") is that number, the same user as a
+// numeric claim; any other non-empty text is a JSON string.
 func StringUserID(s string) (UserID, error) {
 	if s == "" {
 		return UserID{}, ErrBadUserID
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && strconv.FormatInt(n, 10) == s {
+		return UserID{raw: s}, nil
 	}
 	b, err := json.Marshal(s)
 	if err != nil {

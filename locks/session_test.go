@@ -2,6 +2,7 @@ package locks
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -133,7 +134,12 @@ func TestCallerFromClaims(t *testing.T) {
 	}{
 		{"numeric id", map[string]any{"id": float64(1), "username": "admin", "role": "admin"}, `1`, "", false},
 		{"string id", map[string]any{"id": "u-1", "username": "x"}, `"u-1"`, "", false},
-		{"sub fallback", map[string]any{"sub": "42", "username": "x"}, `"42"`, "", false},
+		{"sub fallback", map[string]any{"sub": "42", "username": "x"}, `42`, "", false},
+		{"string id with an integer's digits", map[string]any{"id": "7"}, `7`, "", false},
+		{"string id not in canonical form", map[string]any{"id": "07"}, `"07"`, "", false},
+		{"id above 2^53 keeps its digits", map[string]any{"id": json.Number("9007199254740993")}, `9007199254740993`, "", false},
+		{"string id above 2^53", map[string]any{"id": "9007199254740993"}, `9007199254740993`, "", false},
+		{"float id above 2^53 refused", map[string]any{"id": float64(1 << 54)}, ``, "", true},
 		{"id wins over sub", map[string]any{"id": float64(7), "sub": "42"}, `7`, "", false},
 		{"member id string", map[string]any{"id": float64(7), "memberId": "m-uuid"}, `7`, "m-uuid", false},
 		{"member id number", map[string]any{"id": float64(7), "memberId": float64(12)}, `7`, "12", false},

@@ -1,7 +1,8 @@
 // Package relay carries committed transactions from cdc, through route,
-// into the broadcast hub: each transaction becomes one unit of events and
-// account revocations, and cdc may confirm it to PostgreSQL only once the
-// hub accepted it.
+// into the broadcast hub: each transaction becomes one unit of events, the
+// account changes every instance's handshake check applies (the
+// transaction's State, accounts.Encode) and account revocations, and cdc
+// may confirm it to PostgreSQL only once the hub accepted it.
 //
 //	reader.Run(ctx, relay.New(relay.Config{Hub: hub, Router: router}))
 //
@@ -20,6 +21,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/walcast/walcast/accounts"
 	"github.com/walcast/walcast/broadcast"
 	"github.com/walcast/walcast/cdc"
 	"github.com/walcast/walcast/route"
@@ -132,6 +134,17 @@ func (r *relay) stage(tx cdc.TxInfo) {
 		}
 		t.Events = append(t.Events, broadcast.Event{Name: e.Event, Rooms: e.Rooms, Except: e.Except, Payload: e.Payload})
 	}
+	if len(b.Users) > 0 {
+		state, err := accounts.Encode(r.accountChanges(b.Users))
+		if err != nil {
+			// An id too long for the wire: the revocations below still
+			// cut its sockets; the handshake check misses the change
+			// until the next reload or restart.
+			r.log.Error("encode account changes", "end_lsn", tx.EndLSN, "err", err)
+		} else {
+			t.State = state
+		}
+	}
 	now := r.now()
 	for _, u := range b.Users {
 		rev, why, ok := revocation(u, now)
@@ -214,15 +227,48 @@ func (g *groupRelay) CommitDeferred(ctx context.Context, tx cdc.TxInfo) error {
 	return nil
 }
 
+// accountChanges turns the router's account facts into the directory's
+// changes: what the row carried, nothing it did not.
+func (r *relay) accountChanges(users []route.UserChange) []accounts.Change {
+	lockOut := r.router.Config().Users.LockedUntilColumn != ""
+	out := make([]accounts.Change, 0, len(users))
+	for _, u := range users {
+		c := accounts.Change{ID: u.ID, Deleted: u.Deleted}
+		if !u.Deleted {
+			if u.RoleKnown {
+				c.Role = &u.Role
+			}
+			if u.MemberIDKnown {
+				c.MemberID = &u.MemberID
+			}
+			if lockOut {
+				c.LockedUntil = &u.LockedUntil
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // revocation says which sockets of every instance an account change cuts:
 // all of the user's sockets when the row is deleted or locked out; on any
 // other change of a row that carries the role, those whose token carries
 // another role (a socket is in the room of its token's role). A row whose
 // role is empty cuts every socket of the user: no room marks "no role",
 // and cutting too many beats serving a demoted user. ok is false when
-// nothing is cut.
+// nothing is cut. The cut closes the connections (Close): the client
+// reconnects and its handshake, checked against the new row, answers
+// connect_error "Authentication error: Invalid token", the contract's
+// re-login case; a DISCONNECT would leave it silently offline.
+//
+// A member id change has no room expressing "in user:7 but not in
+// member:m-2 together with role:x"; the handshake check's state (the
+// transaction's State) reaches every instance first, and the gateway cuts
+// the user's sockets whose token no longer matches it. Revocations remain
+// the cut that Node peers sharing Redis understand.
 func revocation(u route.UserChange, now time.Time) (rev broadcast.Revocation, why string, ok bool) {
 	rev.Rooms = []string{route.UserRoom(u.ID)}
+	rev.Close = true
 	switch {
 	case u.Deleted:
 		return rev, "user deleted", true

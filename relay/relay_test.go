@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/walcast/walcast/accounts"
 	"github.com/walcast/walcast/broadcast"
 	"github.com/walcast/walcast/cdc"
 	"github.com/walcast/walcast/route"
@@ -187,8 +188,8 @@ func TestRevocationRooms(t *testing.T) {
 		if ok != tc.ok || why != tc.why || !slices.Equal(rev.Except, tc.except) {
 			t.Errorf("%s: %+v %q %v, want except %v %q %v", tc.name, rev, why, ok, tc.except, tc.why, tc.ok)
 		}
-		if ok && !slices.Equal(rev.Rooms, []string{"user:7"}) {
-			t.Errorf("%s: rooms %v, want [user:7]", tc.name, rev.Rooms)
+		if ok && (!slices.Equal(rev.Rooms, []string{"user:7"}) || !rev.Close) {
+			t.Errorf("%s: rooms %v close %v, want [user:7] closing the connections", tc.name, rev.Rooms, rev.Close)
 		}
 	}
 }
@@ -404,5 +405,39 @@ func TestObserverCounts(t *testing.T) {
 				t.Errorf("publishes: %d accepted, %d refused; want some and one", obs.published, obs.refused)
 			}
 		})
+	}
+}
+
+// TestAccountState: each transaction's account changes travel as its
+// State, exactly what the rows carried, for every instance's handshake
+// check.
+func TestAccountState(t *testing.T) {
+	hub := &fakeHub{}
+	c := newRelay(t, hub, route.GraceGiver())
+	if err := commit(t, c, 0x10, false,
+		change("users", cdc.OpUpdate, col("id", "3"), col("role", `"viewer"`), col("member_id", `"m-3"`), col("locked_until", `"2099-01-01T00:00:00.000Z"`)),
+		change("users", cdc.OpDelete, col("id", "4")),
+		member("m1", "Ann"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(t, c, 0x20, false, member("m1", "Bea")); err != nil {
+		t.Fatal(err)
+	}
+	if len(hub.calls) != 2 || hub.calls[1][0].State != nil {
+		t.Fatalf("calls %+v: want the second transaction without state", hub.calls)
+	}
+	tx := hub.calls[0][0]
+	got, err := accounts.Decode(tx.State)
+	if err != nil {
+		t.Fatalf("state %s: %v", tx.State, err)
+	}
+	// The built-in profile reads no lock-out column: locked_until is not sent.
+	if len(got) != 2 || got[0].ID != "3" || *got[0].Role != "viewer" || *got[0].MemberID != "m-3" || got[0].LockedUntil != nil ||
+		got[1].ID != "4" || !got[1].Deleted {
+		t.Fatalf("state %s", tx.State)
+	}
+	if len(tx.Revocations) != 2 || !tx.Revocations[0].Close {
+		t.Fatalf("revocations %+v, want user 3's other roles and user 4, closing connections", tx.Revocations)
 	}
 }

@@ -53,14 +53,36 @@ type TableConfig struct {
 	Audience []string `yaml:"audience"`
 }
 
-// UsersConfig names the table whose rows are the accounts tokens speak for,
-// so walcast can cut the sockets of a deleted, demoted or locked-out user.
+// UsersConfig names the table whose rows are the accounts tokens speak for:
+// a handshake is accepted only for a token whose user row exists and
+// carries the token's role (and member id, when MemberIDColumn names one),
+// and the sockets of a user whose row stops matching are cut.
 type UsersConfig struct {
-	Table             string `yaml:"table"`               // default public.users; "" in YAML with disabled: true turns it off
-	IDColumn          string `yaml:"id_column"`           // default id
-	RoleColumn        string `yaml:"role_column"`         // default role
-	LockedUntilColumn string `yaml:"locked_until_column"` // default locked_until; "-" for none
+	Table      string `yaml:"table"`       // default public.users; disabled: true turns the check off
+	IDColumn   string `yaml:"id_column"`   // default id
+	RoleColumn string `yaml:"role_column"` // default role
+	// MemberIDColumn is compared with the token's memberId (null matches
+	// NULL); empty or "-": not compared. The built-in profile: member_id.
+	MemberIDColumn string `yaml:"member_id_column"`
+	// LockedUntilColumn, when set, is an administrator's lock-out: while it
+	// is in the future the user's sockets are cut and refused. Empty or
+	// "-": none, the default. GraceGiver's locked_until is a login throttle
+	// anyone can trigger with wrong passwords, so the built-in profile does
+	// not use it.
+	LockedUntilColumn string `yaml:"locked_until_column"`
 	Disabled          bool   `yaml:"disabled"`
+}
+
+// Columns lists the columns the account check reads, id first.
+func (u UsersConfig) Columns() []string {
+	cols := []string{u.IDColumn, u.RoleColumn}
+	if u.MemberIDColumn != "" {
+		cols = append(cols, u.MemberIDColumn)
+	}
+	if u.LockedUntilColumn != "" {
+		cols = append(cols, u.LockedUntilColumn)
+	}
+	return cols
 }
 
 // Config is the whole routing configuration (the YAML file's content).
@@ -112,6 +134,7 @@ func GraceGiver() Config {
 				Audience: []string{AudienceAll},
 			},
 		},
+		Users: UsersConfig{MemberIDColumn: "member_id"},
 	}
 }
 
@@ -161,8 +184,11 @@ func (c *Config) applyDefaults() {
 		if u.RoleColumn == "" {
 			u.RoleColumn = "role"
 		}
-		if u.LockedUntilColumn == "" {
-			u.LockedUntilColumn = "locked_until"
+		if u.MemberIDColumn == "-" {
+			u.MemberIDColumn = ""
+		}
+		if u.LockedUntilColumn == "-" {
+			u.LockedUntilColumn = ""
 		}
 		u.Table = QualifiedName(u.Table)
 	}
@@ -209,8 +235,14 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("table %s: audience %q combines all with rooms", name, t.Audience))
 		}
 		for _, room := range t.Audience {
-			if _, err := parseRoomTemplate(room); err != nil {
+			tpl, err := parseRoomTemplate(room)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("table %s: %w", name, err))
+			} else if tpl.prefix() == "" {
+				// Reserving rooms by prefix is what keeps clients out of
+				// an audience (join_room): a room with no fixed start
+				// could only be reserved by reserving every room.
+				errs = append(errs, fmt.Errorf("table %s: audience room %q starts with a {column}: start it with a fixed prefix (such as \"family:{family_id}\") so that clients can be kept from joining it", name, room))
 			}
 		}
 		for from := range t.Rename {
@@ -261,10 +293,7 @@ func (c Config) TableSpecs(identity map[string][]string) []cdc.TableSpec {
 			}
 		}
 		if (len(cols) > 0 || usersOnly) && n == cc.Users.Table && !cc.Users.Disabled {
-			cols = append(cols, cc.Users.IDColumn, cc.Users.RoleColumn)
-			if cc.Users.LockedUntilColumn != "-" {
-				cols = append(cols, cc.Users.LockedUntilColumn)
-			}
+			cols = append(cols, cc.Users.Columns()...)
 		}
 		if ident, ok := identity[n]; ok && ident != nil && len(cols) > 0 {
 			cols = append(cols, ident...)
@@ -325,10 +354,10 @@ func (c Config) CheckSchema(existing map[string][]string) error {
 		cols, ok := existing[u.Table]
 		switch {
 		case !ok:
-			errs = append(errs, fmt.Errorf("users table %s does not exist (set users.disabled: true to turn off revocation); tables: %s", u.Table, strings.Join(sortedKeys(existing), ", ")))
+			errs = append(errs, fmt.Errorf("users table %s does not exist (set users.disabled: true to turn off the account check); tables: %s", u.Table, strings.Join(sortedKeys(existing), ", ")))
 		default:
-			for _, col := range []string{u.IDColumn, u.RoleColumn, u.LockedUntilColumn} {
-				if col != "-" && !slices.Contains(cols, col) {
+			for _, col := range u.Columns() {
+				if !slices.Contains(cols, col) {
 					errs = append(errs, fmt.Errorf("users table %s has no column %s; its columns: %s", u.Table, col, strings.Join(cols, ", ")))
 				}
 			}

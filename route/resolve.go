@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/walcast/walcast/cdc"
 )
@@ -72,7 +73,26 @@ func Resolve(cfg Config, cat cdc.Catalog) (Resolution, error) {
 				Message: "table has REPLICA IDENTITY FULL, so PostgreSQL 15 cannot publish it with a column list: every column enters the replication stream; the allow-list still keeps the others out of events"})
 		}
 	}
+	if u := rc.Users; !u.Disabled && u.MemberIDColumn == "" && rc.usesMemberRooms() {
+		notes = append(notes, Note{Warning: true, Table: u.Table,
+			Message: "audiences send rows to member: rooms, which sockets join from their token's memberId, but users.member_id_column is not set: a token's memberId is trusted without checking the users table"})
+	}
 	return Resolution{Config: rc, Tables: rc.TableSpecs(identity), Notes: notes}, nil
+}
+
+// usesMemberRooms reports whether an audience names a member: room.
+func (c Config) usesMemberRooms() bool {
+	for _, t := range c.Tables {
+		if t == nil {
+			continue
+		}
+		for _, room := range t.Audience {
+			if strings.HasPrefix(room, MemberRoomPrefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // clone copies c deeply enough that resolving it leaves c untouched.

@@ -42,7 +42,7 @@ func TestResolve(t *testing.T) {
 		"public.donations",
 		"public.members",
 		"public.settings(name,address,phone,email,tax_id,singleton_id)",
-		"public.users(id,username,role,email,created_at,must_change_password,member_id,locked_until)",
+		"public.users(id,username,role,email,created_at,must_change_password,member_id)",
 	}
 	if !reflect.DeepEqual(specs, want) {
 		t.Errorf("tables = %v, want %v", specs, want)
@@ -118,5 +118,23 @@ func TestResolveRefusesWhatDoesNotExist(t *testing.T) {
 	_, err := Resolve(GraceGiver(), cat)
 	if err == nil || !strings.Contains(err.Error(), "routing config does not match the database") || !strings.Contains(err.Error(), "table public.settings does not exist; tables: public.donations, public.members, public.users") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestResolveWarnsOfUncheckedMemberRooms: member: rooms come from the
+// token's memberId; without a member id column nothing checks it.
+func TestResolveWarnsOfUncheckedMemberRooms(t *testing.T) {
+	cfg := GraceGiver()
+	cfg.Users.MemberIDColumn = ""
+	res, err := Resolve(cfg, graceGiverCatalog(cdc.IdentityFull))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, n := range res.Notes {
+		found = found || (n.Warning && strings.Contains(n.Message, "member_id_column is not set"))
+	}
+	if !found {
+		t.Errorf("notes = %+v, want a warning that memberId is not checked", res.Notes)
 	}
 }

@@ -66,6 +66,15 @@ func (t roomTemplate) columns() []string {
 
 func (t roomTemplate) static() bool { return len(t.columns()) == 0 }
 
+// prefix is the fixed text a filled room starts with: the whole name of a
+// static room, the literal before the first hole otherwise.
+func (t roomTemplate) prefix() string {
+	if len(t.parts) == 0 {
+		return ""
+	}
+	return t.parts[0].literal
+}
+
 // fill renders the room from row; ok is false when a column is NULL or not
 // in the row (a key-only old row, say).
 func (t roomTemplate) fill(row []cdc.Column) (string, bool) {

@@ -43,7 +43,12 @@ type UserChange struct {
 	// it (a publication column list without it, say).
 	Role      string
 	RoleKnown bool
-	// LockedUntil is the lock-out deadline; zero when none.
+	// MemberID is the row's member id ("" for NULL); MemberIDKnown is
+	// false when no member id column is configured or the row lacks it.
+	MemberID      string
+	MemberIDKnown bool
+	// LockedUntil is the lock-out deadline; zero when none or when no
+	// lock-out column is configured.
 	LockedUntil time.Time
 }
 
@@ -382,7 +387,13 @@ func (r *Router) userChange(c *cdc.Change) (UserChange, bool) {
 		uc.RoleKnown = true
 		uc.Role = string(role.Text)
 	}
-	if u.LockedUntilColumn != "-" {
+	if u.MemberIDColumn != "" {
+		if m := findColumn(row, u.MemberIDColumn); m != nil {
+			uc.MemberIDKnown = true
+			uc.MemberID = string(m.Text)
+		}
+	}
+	if u.LockedUntilColumn != "" {
 		if lu := findColumn(row, u.LockedUntilColumn); lu != nil && !lu.Null {
 			uc.LockedUntil = parseTimestampToken(lu.JSON)
 		}

@@ -207,20 +207,33 @@ func TestSlotRecreatedResyncsEveryEnvelopeTable(t *testing.T) {
 }
 
 func TestUserChanges(t *testing.T) {
+	// The built-in profile compares role and member id; GraceGiver's
+	// locked_until is a login throttle anyone can set, so it is not read.
 	r := newRouter(t, GraceGiver())
 	b := run(r,
-		change("public.users", cdc.OpUpdate, []cdc.Column{col("id", "3"), col("role", `"viewer"`), col("locked_until", `"2099-01-01T00:00:00.000Z"`)}, nil),
+		change("public.users", cdc.OpUpdate, []cdc.Column{col("id", "3"), col("role", `"viewer"`), col("member_id", `"m-3"`), col("locked_until", `"2099-01-01T00:00:00.000Z"`)}, nil),
+		change("public.users", cdc.OpUpdate, []cdc.Column{col("id", "5"), col("role", `"admin"`), col("member_id", "null")}, nil),
 		change("public.users", cdc.OpDelete, nil, []cdc.Column{col("id", "4")}),
 	)
-	if len(b.Users) != 2 {
+	if len(b.Users) != 3 {
 		t.Fatalf("users = %+v", b.Users)
 	}
-	u := b.Users[0]
-	if u.ID != "3" || u.Deleted || !u.RoleKnown || u.Role != "viewer" || u.LockedUntil.Year() != 2099 {
-		t.Errorf("update = %+v", u)
+	want := []UserChange{
+		{ID: "3", Role: "viewer", RoleKnown: true, MemberID: "m-3", MemberIDKnown: true},
+		{ID: "5", Role: "admin", RoleKnown: true, MemberID: "", MemberIDKnown: true},
+		{ID: "4", Deleted: true},
 	}
-	if d := b.Users[1]; d.ID != "4" || !d.Deleted {
-		t.Errorf("delete = %+v", d)
+	if !reflect.DeepEqual(b.Users, want) {
+		t.Errorf("user changes =\n%+v\nwant\n%+v", b.Users, want)
+	}
+
+	// A routing file may name an administrator's lock-out column.
+	cfg := GraceGiver()
+	cfg.Users.LockedUntilColumn = "locked_until"
+	b = run(newRouter(t, cfg),
+		change("public.users", cdc.OpUpdate, []cdc.Column{col("id", "3"), col("role", `"viewer"`), col("locked_until", `"2099-01-01T00:00:00.000Z"`)}, nil))
+	if len(b.Users) != 1 || b.Users[0].LockedUntil.Year() != 2099 {
+		t.Errorf("with locked_until_column: %+v, want the lock-out deadline", b.Users)
 	}
 }
 
@@ -236,6 +249,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad template", "tables:\n  members:\n    event: e\n    audience: [\"member:{id\"]\n", "unclosed"},
 		{"rename outside allow-list", "tables:\n  members:\n    event: e\n    columns: [id]\n    rename: {name: n}\n    audience: [all]\n", "rename of name"},
 		{"no tables", "flood_rows: 5\n", "no tables"},
+		{"template without a fixed start", "tables:\n  members:\n    event: e\n    audience: [\"{family_id}\"]\n", `audience room "{family_id}" starts with a {column}`},
+		{"template starting with a hole", "tables:\n  members:\n    event: e\n    audience: [\"{family_id}:family\"]\n", "fixed prefix"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -278,7 +293,7 @@ func TestTableSpecs(t *testing.T) {
 	}
 	// A routed table without an allow-list is published whole; the users
 	// table, read only for revocation, only with what revocation reads.
-	if want := []string{"public.orders", "public.users(id,role,locked_until)"}; !reflect.DeepEqual(got, want) {
+	if want := []string{"public.orders", "public.users(id,role)"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("specs = %v, want %v", got, want)
 	}
 
@@ -291,7 +306,7 @@ func TestTableSpecs(t *testing.T) {
 		"public.donations",
 		"public.members",
 		"public.settings(name,address,phone,email,tax_id,singleton_id)",
-		"public.users(id,username,role,email,created_at,must_change_password,member_id,locked_until)",
+		"public.users(id,username,role,email,created_at,must_change_password,member_id)",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("GraceGiver specs =\n%v\nwant\n%v", got, want)

@@ -1,6 +1,9 @@
 package route
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // The room vocabulary. walcast puts every socket in rooms named after its
 // token: user:{id}, role:{role} and, when the token has one,
@@ -36,14 +39,42 @@ func TokenRooms(userID, role, memberID string) []string {
 }
 
 // ReservedRooms says which rooms a client may not join or leave by itself
-// (join_room, leave_room), so that a viewer cannot listen in on role:admin.
+// (join_room, leave_room): an audience is an authorization, so a viewer
+// must not listen in on role:admin, nor on any room a routing file sends
+// rows to.
 type ReservedRooms struct {
 	prefixes []string
+	names    []string
 }
 
-// ReservedRooms are the rooms walcast fills itself: the token rooms.
+// ReservedRooms are the rooms walcast fills itself or sends rows to: the
+// token rooms (user:, role:, member:), every fixed audience room of the
+// routing file, and every room starting like one of its audience
+// templates ("family:" for "family:{family_id}"). validate refuses a
+// template without a fixed start, which could not be reserved.
 func (c Config) ReservedRooms() ReservedRooms {
-	return ReservedRooms{prefixes: []string{UserRoomPrefix, RoleRoomPrefix, MemberRoomPrefix}}
+	r := ReservedRooms{prefixes: []string{UserRoomPrefix, RoleRoomPrefix, MemberRoomPrefix}}
+	for _, name := range sortedKeys(c.Tables) {
+		t := c.Tables[name]
+		if t == nil {
+			continue
+		}
+		for _, room := range t.Audience {
+			tpl, err := parseRoomTemplate(room)
+			if err != nil || room == AudienceAll {
+				continue
+			}
+			switch {
+			case tpl.static():
+				if !r.Contains(room) {
+					r.names = append(r.names, room)
+				}
+			case tpl.prefix() != "" && !r.Contains(tpl.prefix()):
+				r.prefixes = append(r.prefixes, tpl.prefix())
+			}
+		}
+	}
+	return r
 }
 
 // Contains reports whether room is reserved.
@@ -53,7 +84,7 @@ func (r ReservedRooms) Contains(room string) bool {
 			return true
 		}
 	}
-	return false
+	return slices.Contains(r.names, room)
 }
 
 // ResyncNotice is the payload of the notice that tells a table's clients

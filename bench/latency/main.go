@@ -94,7 +94,8 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	dsn := pg.ConnString("bench")
-	if err := pg.Exec(ctx, "bench", sql.GraceGiverSchema+`; INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'Bench', 'Donor')`); err != nil {
+	if err := pg.Exec(ctx, "bench", sql.GraceGiverSchema+`; INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'Bench', 'Donor');
+		INSERT INTO users (id, username, password_hash, role) VALUES (1, 'bench', 'x', 'admin')`); err != nil {
 		return fmt.Errorf("load schema: %w", err)
 	}
 

@@ -170,7 +170,8 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("create database: %w", err)
 	}
 	dsn := pg.ConnString("bench")
-	if err := pg.Exec(ctx, "bench", sql.GraceGiverSchema+`; INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'Bench', 'Donor')`); err != nil {
+	if err := pg.Exec(ctx, "bench", sql.GraceGiverSchema+`; INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'Bench', 'Donor');
+		INSERT INTO users (id, username, password_hash, role) VALUES (1, 'bench', 'x', 'admin')`); err != nil {
 		return fmt.Errorf("load schema: %w", err)
 	}
 	rs, err := redistest.Start(redistest.Options{AppendOnly: o.aof})
@@ -415,7 +416,8 @@ func sumCPU(insts []*instance) (time.Duration, error) {
 
 func (in *instance) pid() int { return in.cmd.Process.Pid }
 
-// readerState is the "reader" field of /readyz: leader or standby.
+// readerState tells from /readyz's reason whether the instance reads the
+// slot: leader or standby (or the reason itself, when neither).
 func (in *instance) readerState() (string, error) {
 	resp, err := http.Get("http://" + in.addr + "/readyz")
 	if err != nil {
@@ -423,12 +425,18 @@ func (in *instance) readerState() (string, error) {
 	}
 	defer resp.Body.Close()
 	var body struct {
-		Reader string `json:"reader"`
+		Reason string `json:"reason"`
 	}
 	if err := decodeJSON(resp.Body, &body); err != nil {
 		return "", fmt.Errorf("readyz of %s: %w", in.name, err)
 	}
-	return body.Reader, nil
+	switch {
+	case strings.HasPrefix(body.Reason, "reading the replication slot"):
+		return "leader", nil
+	case strings.HasPrefix(body.Reason, "standby"):
+		return "standby", nil
+	}
+	return body.Reason, nil
 }
 
 func (in *instance) stop() {

@@ -34,33 +34,16 @@ type handshake struct {
 	XDomain bool              `json:"xdomain"`
 }
 
-// credentialWords mark header and query names whose values are, or may be,
-// credentials; such entries are left out of what the UI shows.
-var credentialWords = []string{"auth", "cookie", "token", "secret", "password", "passwd", "session", "key", "signature", "jwt", "credential"}
-
-func isCredentialName(name string) bool {
-	n := strings.ToLower(name)
-	for _, w := range credentialWords {
-		if strings.Contains(n, w) {
-			return true
-		}
-	}
-	return false
-}
-
 func (a *AdminUI) serialize(s *socketio.Socket) serializedSocket {
-	hs := s.Handshake()
+	hs := s.Handshake().WithoutCredentials()
 	headers := make(map[string]string, len(hs.Header))
 	for k, v := range hs.Header {
-		if isCredentialName(k) {
-			continue
-		}
 		headers[strings.ToLower(k)] = strings.Join(v, ", ")
 	}
 	query := make(map[string]string, len(hs.Query))
 	kept := url.Values{}
 	for k, v := range hs.Query {
-		if isCredentialName(k) || len(v) == 0 {
+		if len(v) == 0 {
 			continue
 		}
 		query[k] = v[0]

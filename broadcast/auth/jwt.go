@@ -63,7 +63,12 @@ type Config struct {
 	Secret []byte
 	// PublicKeyPEM is the PEM public key for RS256/ES256.
 	PublicKeyPEM []byte
-	// Leeway tolerates clock skew on exp and nbf. Default 30s.
+	// Leeway tolerates clock skew on nbf and iat (a token minted a moment
+	// ago by a server whose clock is ahead). Default 30s. It does not apply
+	// to exp: a token already expired by this process's clock is refused,
+	// as a socket whose token expires is cut at that instant; granting a
+	// handshake a leeway the socket would lose at once only made clients
+	// connect and be cut.
 	Leeway time.Duration
 }
 
@@ -137,6 +142,9 @@ func (v *Verifier) Verify(raw string) (*Identity, error) {
 	id, err := identityFrom(claims)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if !id.ExpiresAt.IsZero() && !time.Now().Before(id.ExpiresAt) {
+		return nil, fmt.Errorf("%w: token expired at %s", ErrInvalidToken, id.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return id, nil
 }

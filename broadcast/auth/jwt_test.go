@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"testing"
@@ -33,7 +34,7 @@ func graceClaims(exp time.Duration) jwt.MapClaims {
 }
 
 func TestVerifyHS256(t *testing.T) {
-	v, err := NewVerifier(Config{Secret: secret, Leeway: time.Second})
+	v, err := NewVerifier(Config{Secret: secret, Leeway: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +55,7 @@ func TestVerifyHS256(t *testing.T) {
 		{"garbage", "not.a.token", ErrInvalidToken},
 		{"wrong secret", sign(t, jwt.SigningMethodHS256, []byte("other"), graceClaims(time.Hour)), ErrInvalidToken},
 		{"expired", sign(t, jwt.SigningMethodHS256, secret, graceClaims(-time.Minute)), ErrInvalidToken},
+		{"expired less than the leeway ago", sign(t, jwt.SigningMethodHS256, secret, graceClaims(-2*time.Second)), ErrInvalidToken},
 		{"alg none", noneToken, ErrInvalidToken},
 		{"HS512 with the same secret", sign(t, jwt.SigningMethodHS512, secret, graceClaims(time.Hour)), ErrInvalidToken},
 		{"RS256 when HS256 configured", sign(t, jwt.SigningMethodRS256, rsaKey, graceClaims(time.Hour)), ErrInvalidToken},
@@ -110,10 +112,17 @@ func TestErrorMessagesMatchContract(t *testing.T) {
 	}
 }
 
+// TestLeewayAcceptsSmallSkew: a token minted by a server whose clock is
+// ahead (nbf and iat a little in the future) is accepted within the
+// leeway; expiry is not stretched by it (TestVerifyHS256's "expired less
+// than the leeway ago"): a socket is cut when its token expires, so a
+// handshake the leeway let through would be cut at once.
 func TestLeewayAcceptsSmallSkew(t *testing.T) {
 	v, _ := NewVerifier(Config{Secret: secret, Leeway: time.Minute})
-	if _, err := v.Verify(sign(t, jwt.SigningMethodHS256, secret, graceClaims(-10*time.Second))); err != nil {
-		t.Fatalf("token 10s past exp within 1m leeway: %v", err)
+	ahead := time.Now().Add(10 * time.Second)
+	claims := jwt.MapClaims{"id": 7, "iat": ahead.Unix(), "nbf": ahead.Unix(), "exp": ahead.Add(time.Hour).Unix()}
+	if _, err := v.Verify(sign(t, jwt.SigningMethodHS256, secret, claims)); err != nil {
+		t.Fatalf("token minted 10s in the future, within a 1m leeway: %v", err)
 	}
 }
 
@@ -190,6 +199,31 @@ func TestFromHandshake(t *testing.T) {
 	for _, tc := range cases {
 		if got := FromHandshake([]byte(tc.auth), tc.header); got != tc.want {
 			t.Errorf("FromHandshake(%q, %q) = %q, want %q", tc.auth, tc.header, got, tc.want)
+		}
+	}
+}
+
+// TestIDNormalised: the id is normalised once, here: a number and a
+// string with its digits are one user, and a number above 2^53 keeps its
+// digits (a float would round 9007199254740993 to ...992).
+func TestIDNormalised(t *testing.T) {
+	v, _ := NewVerifier(Config{Secret: secret})
+	for _, tc := range []struct {
+		claim any
+		want  string
+	}{
+		{1, "1"},
+		{"1", "1"},
+		{json.Number("9007199254740993"), "9007199254740993"},
+		{"9007199254740993", "9007199254740993"},
+		{"u-7", "u-7"},
+	} {
+		tok := sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"id": tc.claim})
+		id, err := v.Verify(tok)
+		if err != nil {
+			t.Errorf("id %#v: %v", tc.claim, err)
+		} else if id.IDString != tc.want {
+			t.Errorf("id %#v: IDString %q, want %q", tc.claim, id.IDString, tc.want)
 		}
 	}
 }

@@ -22,8 +22,13 @@ type Config struct {
 	MaxPayload     int64         // default 1e6 bytes
 	UpgradeTimeout time.Duration // default 10s
 	// AllowedOrigins is the CORS allow-list; "*" allows any origin. Empty
-	// means no CORS headers are sent (same-origin only).
+	// means no CORS headers are sent (same-origin only). A request from
+	// its own origin (same scheme, host and port) is always allowed.
 	AllowedOrigins []string
+	// OnRefusedOrigin, when set, is told each origin refused, once per
+	// origin (the first 64 distinct ones), so an operator learns what to
+	// add to the allow-list without a log line per request.
+	OnRefusedOrigin func(origin string)
 	// AllowCredentials adds Access-Control-Allow-Credentials: true for
 	// allowed origins (the origin is echoed, never "*").
 	AllowCredentials bool
@@ -100,6 +105,8 @@ type Handlers struct {
 //	    use, and shared by every session it is sent to. The payload is not
 //	    copied: do not modify it after creating the packet.
 //
-// Cross-origin requests (an Origin header naming another host) are refused
-// with 403 {"code":4} unless the origin is in AllowedOrigins; requests
-// without Origin (non-browser clients) are always allowed.
+// Cross-origin requests (an Origin header naming another scheme, host or
+// port than the request's) are refused with 403 {"code":4} unless the origin
+// is in AllowedOrigins; requests without Origin (non-browser clients) are
+// always allowed. The request's scheme is https over TLS, else the first
+// X-Forwarded-Proto a proxy set, else http.

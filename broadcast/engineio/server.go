@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -34,7 +35,12 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
+	// refusedOrigins are the origins already reported to OnRefusedOrigin.
+	refusedOrigins map[string]bool
 }
+
+// maxReportedOrigins bounds the refused origins remembered for reporting.
+const maxReportedOrigins = 64
 
 // NewServer returns a server; onSession runs once per new session after the
 // handshake and must call SetHandlers.
@@ -204,7 +210,11 @@ func (s *Server) applyCORS(w http.ResponseWriter, r *http.Request) bool {
 	}
 	credentialed := slices.Contains(s.cfg.CredentialedOrigins, origin)
 	if !credentialed && !s.originAllowed(origin) {
-		return sameOrigin(origin, r.Host)
+		if sameOrigin(origin, r) {
+			return true
+		}
+		s.reportRefusedOrigin(origin)
+		return false
 	}
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
@@ -230,9 +240,58 @@ func (s *Server) originAllowed(origin string) bool {
 	return false
 }
 
-func sameOrigin(origin, host string) bool {
+// sameOrigin reports whether origin is the request's own: same scheme,
+// host and port (a default port spelled out or not).
+func sameOrigin(origin string, r *http.Request) bool {
 	u, err := url.Parse(origin)
-	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	scheme := requestScheme(r)
+	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(hostPort(u.Host, u.Scheme), hostPort(r.Host, scheme))
+}
+
+// requestScheme is https for TLS, else what the proxy in front said in
+// X-Forwarded-Proto (a browser cannot set it on a WebSocket handshake, nor
+// on a cross-origin request without a preflight, which this check answers
+// without it), else http.
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if p, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ","); strings.TrimSpace(p) != "" {
+		return strings.ToLower(strings.TrimSpace(p))
+	}
+	return "http"
+}
+
+// hostPort spells out the scheme's default port.
+func hostPort(host, scheme string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	if strings.EqualFold(scheme, "https") {
+		return net.JoinHostPort(strings.Trim(host, "[]"), "443")
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), "80")
+}
+
+func (s *Server) reportRefusedOrigin(origin string) {
+	if s.cfg.OnRefusedOrigin == nil {
+		return
+	}
+	s.mu.Lock()
+	report := !s.refusedOrigins[origin] && len(s.refusedOrigins) < maxReportedOrigins
+	if report {
+		if s.refusedOrigins == nil {
+			s.refusedOrigins = map[string]bool{}
+		}
+		s.refusedOrigins[origin] = true
+	}
+	s.mu.Unlock()
+	if report {
+		s.cfg.OnRefusedOrigin(origin)
+	}
 }
 
 // newSessionID returns 120 random bits, URL-safe, behind the configured

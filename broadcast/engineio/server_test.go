@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -356,6 +357,48 @@ func TestCORS(t *testing.T) {
 		e := newEnv(t, Config{}, false)
 		if status, _, _ := e.do("GET", "EIO=4&transport=polling", "", map[string]string{"Origin": e.http.URL}); status != 200 {
 			t.Fatalf("status %d", status)
+		}
+	})
+	// The scheme is part of the origin: https://host is not the origin of
+	// a plain-HTTP request to host, unless the proxy in front says the
+	// client spoke https.
+	t.Run("same origin checks the scheme", func(t *testing.T) {
+		e := newEnv(t, Config{}, false)
+		host := strings.TrimPrefix(e.http.URL, "http://")
+		for _, tc := range []struct {
+			origin, proto string
+			status        int
+		}{
+			{"http://" + host, "", 200},
+			{"https://" + host, "", 403},
+			{"https://" + host, "https", 200},
+			{"http://" + host, "https", 403},
+			{"ws://" + host, "", 403},
+		} {
+			hdr := map[string]string{"Origin": tc.origin}
+			if tc.proto != "" {
+				hdr["X-Forwarded-Proto"] = tc.proto
+			}
+			if status, _, _ := e.do("GET", "EIO=4&transport=polling", "", hdr); status != tc.status {
+				t.Errorf("origin %s, forwarded proto %q: status %d, want %d", tc.origin, tc.proto, status, tc.status)
+			}
+		}
+	})
+	t.Run("refused origins reported once", func(t *testing.T) {
+		var mu sync.Mutex
+		var reported []string
+		e := newEnv(t, Config{AllowedOrigins: []string{"https://a.example"}, OnRefusedOrigin: func(o string) {
+			mu.Lock()
+			reported = append(reported, o)
+			mu.Unlock()
+		}}, false)
+		for _, o := range []string{"https://b.example", "https://b.example", "https://c.example", "https://a.example"} {
+			e.do("GET", "EIO=4&transport=polling", "", map[string]string{"Origin": o})
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(reported, []string{"https://b.example", "https://c.example"}) {
+			t.Errorf("reported %v, want b and c once each", reported)
 		}
 	})
 	t.Run("preflight", func(t *testing.T) {

@@ -52,7 +52,8 @@ func PubSubAccessProbes(opts PubSubOptions) []redisprobe.Probe {
 		{What: "broadcast events", Args: []any{"publish", key + "#/" + probeName + "#", "x"}},
 		{What: "ask the other instances (disconnects, fetchSockets)", Args: []any{"publish", key + "-request#/" + probeName + "#", "x"}},
 		{What: "answer the other instances", Args: []any{"publish", key + "-response#/" + probeName + "#", "x"}},
+		{What: "carry account changes to the other instances", Args: []any{"publish", key + "-walcast#/" + probeName + "#", "x"}},
 		{What: "hear broadcasts", Kind: redisprobe.PSubscribe, Args: []any{key + "#/#*"}},
-		{What: "hear requests and answers", Kind: redisprobe.Subscribe, Args: []any{key + "-request#/#", key + "-response#/#"}},
+		{What: "hear requests, answers and account changes", Kind: redisprobe.Subscribe, Args: []any{key + "-request#/#", key + "-response#/#", key + "-walcast#/#"}},
 	}
 }

@@ -26,9 +26,16 @@
 // has read in one round trip); walcast keeps that mark at "walcast:mark:<slot>" and reads it
 // back (ReadMark) to resume replication after it. A batch item with
 // Disconnect is a disconnectSockets entry (type 6, data
-// {"opts":{"rooms":[...],"except":[...],"flags":{}},"close":false}, as the
+// {"opts":{"rooms":[...],"except":[...],"flags":{}},"close":true}, as the
 // Node adapter writes it): walcast revokes a user's sockets on every
-// instance that way, fenced and ordered with the transaction's events. Like the 0.3 Node adapter, each namespace also
+// instance that way, fenced and ordered with the transaction's events. With
+// close true walcast closes the sockets' connections without a DISCONNECT
+// packet (socketio.Socket.Disconnect), so the official client reconnects
+// and meets the handshake's check; Node peers send the DISCONNECT first. A
+// batch item with State is a walcast-only entry {uid, walcast-state,
+// walcast-pos} without nsp, which Node's adapter skips (it hands only
+// entries with an nsp to its namespaces) and StreamsOptions.OnState
+// receives. Like the 0.3 Node adapter, each namespace also
 // subscribes to the pub/sub channels "socket.io#<nsp>#" and
 // "socket.io#<nsp>#<uid>#" that carry requests and responses (and through
 // which Node peers count servers with PUBSUB NUMSUB); walcast answers
@@ -44,7 +51,9 @@
 // and disconnect requests with opts on "socket.io-request#<nsp>#" (what the
 // emitter's socketsJoin/socketsLeave/disconnectSockets send) are applied, and
 // Node peers' fetchSockets, allRooms and sockets requests are answered on
-// "socket.io-response#<nsp>#". RequestDisconnect publishes such a disconnect
+// "socket.io-response#<nsp>#"; PublishState hands walcast-only state to
+// every walcast instance on "socket.io-walcast#<nsp>#", a channel no Node
+// adapter subscribes to. RequestDisconnect publishes such a disconnect
 // request itself (walcast's revocations in pub/sub mode); every instance,
 // the sender included, applies it.
 // Pub/sub keeps nothing: what is published while an instance is cut off from

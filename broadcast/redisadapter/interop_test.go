@@ -1,9 +1,13 @@
 package redisadapter
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/walcast/walcast/broadcast/socketio"
 )
@@ -39,9 +43,13 @@ func nodeServer(t *testing.T, redisURL, kind string) (*nodeProc, string) {
 // walcast server share one stream: each delivers the other's broadcasts
 // (all-clients, rooms, except, binary) to its own clients, checked with the
 // official socket.io-client.
+//
+// A walcast-only state entry in a fenced batch reaches walcast's OnState and
+// nothing of the Node server's.
 func TestStreamsInteropWithNodeServer(t *testing.T) {
 	redisSrv, rc := startRedis(t)
-	streams := newStreams(t, rc, StreamsOptions{})
+	states := make(chan string, 4)
+	streams := newStreams(t, rc, StreamsOptions{OnState: func(b []byte) { states <- string(b) }})
 	goSrv, goAddr := startServer(t, streams.NewAdapter)
 	node, nodeURL := nodeServer(t, redisSrv.URL(), "streams")
 
@@ -76,6 +84,11 @@ func TestStreamsInteropWithNodeServer(t *testing.T) {
 	node.do(map[string]any{"op": "emit", "event": "nodeR9", "rooms": []string{"r9"}})
 	node.do(map[string]any{"op": "leave", "rooms": []string{"r9"}, "leave": "r9"})
 	waitRoom(t, goSrv, "r9", 0)
+	appended, err := ns.Adapter().(*StreamsAdapter).PublishBatch(context.Background(),
+		[]BatchItem{{State: []byte(`[{"id":"1","deleted":true}]`)}}, Fence{MarkKey: "mark", Position: Position{LSN: 1}})
+	if err != nil || !appended {
+		t.Fatalf("state batch: appended %v, %v", appended, err)
+	}
 	must(ns.Emit("end"))
 
 	goAll := `goAll[1,"two",{"three":3.5}]`
@@ -89,6 +102,15 @@ func TestStreamsInteropWithNodeServer(t *testing.T) {
 		"g2": {goAll, `goExR1[]`, goBin, nodeAll, `nodeR2[]`, `nodeExR1[]`, nodeBin, `nodeR9[]`},
 	}
 	checkReceived(t, clients.until("end", 4), want)
+	select {
+	case st := <-states:
+		if st != `[{"id":"1","deleted":true}]` {
+			t.Errorf("OnState got %s", st)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the state entry never reached OnState")
+	}
+	node.do(map[string]any{"op": "emit", "event": "alive"}) // the Node server still runs
 }
 
 // @socket.io/redis-emitter 5.1 and a Node socket.io@4 server with
@@ -161,8 +183,9 @@ func fetched(t *testing.T, res map[string]any) map[string]map[string]any {
 }
 
 // Node peers' requests over pub/sub are answered: fetchSockets lists walcast's
-// sockets (with their rooms and handshake auth), and an acknowledged broadcast
-// reaches walcast's clients without making the Node caller time out.
+// sockets (with their rooms and handshake, without its credentials), and an
+// acknowledged broadcast reaches walcast's clients without making the Node
+// caller time out.
 func TestInteropRequestsFromNodeServer(t *testing.T) {
 	for _, kind := range []string{"streams", "pubsub"} {
 		t.Run(kind, func(t *testing.T) {
@@ -195,8 +218,19 @@ func TestInteropRequestsFromNodeServer(t *testing.T) {
 			if rooms := got["rooms"].([]any); !slices.Contains(rooms, any("r2")) || !slices.Contains(rooms, any(g2.ID())) {
 				t.Errorf("rooms of %s: %v", g2.ID(), rooms)
 			}
-			if got["address"] != "127.0.0.1" || fmt.Sprint(got["auth"]) != "map[rooms:[r2]]" {
-				t.Errorf("handshake of %s: address %v auth %v", g2.ID(), got["address"], got["auth"])
+			if got["address"] != "127.0.0.1" || fmt.Sprint(got["auth"]) != "map[]" {
+				t.Errorf("handshake of %s: address %v auth %v, want the address and an empty auth", g2.ID(), got["address"], got["auth"])
+			}
+			// Anyone who may publish on the request channel gets this
+			// answer: the token (valid on the application's API too), the
+			// cookie and the Authorization header of walcast's sockets stay
+			// in walcast. (The Node server's own socket n1 is local to it.)
+			for _, s := range goSrv.Sockets().Adapter().Sockets(nil) {
+				hs, _ := json.Marshal(all[s.ID()]["handshake"])
+				headers, _ := all[s.ID()]["handshake"].(map[string]any)["headers"].(map[string]any)
+				if _, ok := headers["x-client-name"]; !ok || strings.Contains(string(hs), "secret-") {
+					t.Errorf("handshake of %s: %s, want its headers without credentials", s.ID(), hs)
+				}
 			}
 			inR2 := fetched(t, node.do(map[string]any{"op": "fetch", "rooms": []string{"r2"}}))
 			if _, ok := inR2[g2.ID()]; len(inR2) != 1 || !ok {

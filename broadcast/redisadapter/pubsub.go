@@ -23,6 +23,11 @@ type PubSubOptions struct {
 	// PublishTimeout bounds one PUBLISH; default 5 s.
 	PublishTimeout time.Duration
 	Logger         *slog.Logger
+	// OnState, when set, receives what PublishState published, from any
+	// instance, this one included, in the order of the broadcasts and
+	// disconnect requests around it (one subscription carries them all).
+	// Like all of pub/sub it is lost for an instance cut off from Redis.
+	OnState func(state []byte)
 
 	// delivered, when set (tests and benchmarks), runs after each message read.
 	delivered func()
@@ -75,13 +80,14 @@ func (p *PubSub) NewAdapter(ns *socketio.Namespace) socketio.Adapter {
 		pubsub:   p,
 		channel:  p.opts.Key + "#" + ns.Name() + "#",
 		requests: p.opts.Key + "-request#" + ns.Name() + "#",
+		states:   p.stateChannel(ns.Name()),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.PublishTimeout)
 	defer cancel()
 	response := p.opts.Key + "-response#" + ns.Name() + "#"
 	a.sub = subscribe(ctx, p.client, p.log,
 		[]string{a.channel + "*"},
-		[]string{a.requests, response, response + p.uid + "#"})
+		[]string{a.requests, response, response + p.uid + "#", a.states})
 	a.done = make(chan struct{})
 	go a.read()
 	return a
@@ -93,8 +99,28 @@ type PubSubAdapter struct {
 	pubsub   *PubSub
 	channel  string
 	requests string
+	states   string
 	sub      *redis.PubSub
 	done     chan struct{}
+}
+
+// stateChannel carries walcast-only state messages (PublishState) for
+// namespace nsp: "<key>-walcast#<nsp>#", which no Node adapter subscribes
+// to (@socket.io/redis-adapter 8 psubscribes "<key>#<nsp>#*" and subscribes
+// exactly to "<key>-request#<nsp>#" and "<key>-response#<nsp>#[<uid>#]").
+func (p *PubSub) stateChannel(nsp string) string { return p.opts.Key + "-walcast#" + nsp + "#" }
+
+// PublishState hands state to OnState on every instance subscribed to
+// namespace nsp, this one included, in order with what this instance
+// published before and after it.
+func (p *PubSub) PublishState(ctx context.Context, nsp string, state []byte) error {
+	channel := p.stateChannel(nsp)
+	ctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
+	defer cancel()
+	if err := p.client.Publish(ctx, channel, state).Err(); err != nil {
+		return fmt.Errorf("publish state to %q: %w", channel, err)
+	}
+	return nil
 }
 
 // Broadcast publishes the packet; local sockets get it when this instance
@@ -176,6 +202,10 @@ func (a *PubSubAdapter) read() {
 				continue
 			}
 			act, err = decodePubSubRequest([]byte(m.Payload))
+		case m.Channel == a.states:
+			if a.pubsub.opts.OnState != nil {
+				a.pubsub.opts.OnState([]byte(m.Payload))
+			}
 		default:
 			// Responses to requests walcast never makes.
 			continue

@@ -123,8 +123,13 @@ func decodeClusterRequest(b []byte) (*clusterRequest, error) {
 }
 
 // socketInfo is what fetchSockets returns for one socket, in the shape Node's
-// RemoteSocket reads: id, handshake, rooms, data. walcast does not share a
-// socket's data (it may hold the authenticated user): data is null.
+// RemoteSocket reads: id, handshake, rooms, data. Anyone who can publish on
+// the request channel gets it, so it carries no credential: the handshake's
+// auth object is {} (it holds the user's token, valid on the application's
+// own API too), and headers and query parameters named like credentials
+// (Authorization, Cookie, ...) are left out (Handshake.WithoutCredentials).
+// walcast does not share a socket's data (it may hold the authenticated
+// user): data is null.
 type socketInfo struct {
 	ID        string          `json:"id"`
 	Handshake handshakeInfo   `json:"handshake"`
@@ -145,7 +150,7 @@ type handshakeInfo struct {
 }
 
 func describe(s *socketio.Socket, rooms []string) socketInfo {
-	h := s.Handshake()
+	h := s.Handshake().WithoutCredentials()
 	info := socketInfo{ID: s.ID(), Rooms: rooms, Data: json.RawMessage("null")}
 	info.Handshake = handshakeInfo{
 		Headers: make(map[string]string, len(h.Header)),
@@ -166,9 +171,6 @@ func describe(s *socketio.Socket, rooms []string) socketInfo {
 		if len(v) > 0 {
 			info.Handshake.Query[k] = v[0]
 		}
-	}
-	if len(info.Handshake.Auth) == 0 {
-		info.Handshake.Auth = json.RawMessage("{}")
 	}
 	return info
 }

@@ -26,6 +26,14 @@ const DefaultStreamWindow = 10 * time.Minute
 // Node adapters ignore fields they do not know.
 const PositionField = "walcast-pos"
 
+// StateField carries the payload of a walcast-only state entry (a
+// transaction's account changes): an entry with fields uid, StateField and
+// PositionField and no nsp. Node's streams adapter hands only entries with
+// an nsp to its namespaces (startPolling: if (message.nsp)), and its
+// restoreSession keeps only entries of its namespace, so Node peers sharing
+// the stream never see it.
+const StateField = "walcast-state"
+
 // ErrFenced is returned by Publish when the event's position is not above the
 // high-water mark: an older (or already published) event, nothing appended.
 var ErrFenced = errors.New("position not above the high-water mark")
@@ -113,6 +121,11 @@ type StreamsOptions struct {
 	// context; default 5 s.
 	PublishTimeout time.Duration
 	Logger         *slog.Logger
+	// OnState, when set, receives the payload of every state entry
+	// (BatchItem.State) read from the stream, this instance's included, in
+	// stream order with the broadcasts around it, on the goroutine that
+	// delivers them. Set it here: entries are read from NewStreams on.
+	OnState func(state []byte)
 
 	// delivered, when set (tests and benchmarks), sees each entry id after
 	// its delivery.
@@ -310,6 +323,12 @@ func field(m redis.XMessage, name string) string {
 func (s *Streams) dispatch(m redis.XMessage) {
 	nsp := field(m, "nsp")
 	if nsp == "" {
+		if state, ok := m.Values[StateField].(string); ok && s.opts.OnState != nil {
+			s.opts.OnState([]byte(state))
+		}
+		if s.opts.delivered != nil {
+			s.opts.delivered(m.ID)
+		}
 		return
 	}
 	s.mu.RLock()
@@ -394,17 +413,18 @@ func (a *StreamsAdapter) Publish(ctx context.Context, p *parser.Packet, opts soc
 	return id, nil
 }
 
-// BatchItem is one entry of a PublishBatch: a broadcast of Packet, or, with
+// BatchItem is one entry of a PublishBatch: a broadcast of Packet; or, with
 // Disconnect, a disconnectSockets request (type 6, as the Node adapter writes
-// it) for the sockets Opts designates. Every instance applies it to its own
-// sockets when it reads it back: they get a DISCONNECT packet ("io server
-// disconnect"), so clients do not reconnect by themselves; with Close their
-// connections are closed too.
+// it) for the sockets Opts designates, which every instance applies to its
+// own sockets when it reads it back (socketio.Socket.Disconnect(Close)); or,
+// with State set, a walcast-only state entry (StateField) that every
+// walcast instance hands to StreamsOptions.OnState and Node peers skip.
 type BatchItem struct {
 	Packet     *parser.Packet
 	Opts       socketio.BroadcastOptions
 	Disconnect bool
 	Close      bool
+	State      []byte
 }
 
 // publishBatchScript appends batches (each one committed transaction's
@@ -421,7 +441,9 @@ type BatchItem struct {
 //
 // KEYS[1] stream, KEYS[2] mark
 // ARGV[1] window in ms, ARGV[2] uid, then per batch: first position, last
-// position, entry count, then per entry: nsp, type, data, position.
+// position, entry count, then per entry: nsp, type, data, position; an
+// entry with an empty nsp is a state entry (uid, walcast-state = data,
+// position), which Node adapters skip for its lack of nsp.
 // Returns one 1 (appended) or 0 (fenced) per batch.
 var publishBatchScript = redis.NewScript(`
 local mark = redis.call('GET', KEYS[2])
@@ -438,14 +460,30 @@ while i <= #ARGV do
     out[#out + 1] = 0
   else
     for e = i, i + 4 * (n - 1), 4 do
-      if trimmed then
-        redis.call('XADD', KEYS[1], '*',
-          'uid', ARGV[2], 'nsp', ARGV[e], 'type', ARGV[e + 1], 'data', ARGV[e + 2], '` + PositionField + `', ARGV[e + 3])
-      else
-        redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*',
-          'uid', ARGV[2], 'nsp', ARGV[e], 'type', ARGV[e + 1], 'data', ARGV[e + 2], '` + PositionField + `', ARGV[e + 3])
+      local add = {'XADD', KEYS[1]}
+      if not trimmed then
+        add[#add + 1] = 'MINID'
+        add[#add + 1] = '~'
+        add[#add + 1] = minid
         trimmed = true
       end
+      add[#add + 1] = '*'
+      add[#add + 1] = 'uid'
+      add[#add + 1] = ARGV[2]
+      if ARGV[e] == '' then
+        add[#add + 1] = '` + StateField + `'
+        add[#add + 1] = ARGV[e + 2]
+      else
+        add[#add + 1] = 'nsp'
+        add[#add + 1] = ARGV[e]
+        add[#add + 1] = 'type'
+        add[#add + 1] = ARGV[e + 1]
+        add[#add + 1] = 'data'
+        add[#add + 1] = ARGV[e + 2]
+      end
+      add[#add + 1] = '` + PositionField + `'
+      add[#add + 1] = ARGV[e + 3]
+      redis.call(unpack(add))
     end
     mark = last
     moved = true
@@ -511,10 +549,13 @@ func (a *StreamsAdapter) PublishBatches(ctx context.Context, batches []FencedBat
 		prev = last
 		args = append(args, first.String(), last.String(), strconv.Itoa(len(b.Items)))
 		for i, it := range b.Items {
-			typ, data := typeBroadcast, ""
-			if it.Disconnect {
+			typ, data, nsp := typeBroadcast, "", a.ns.Name()
+			switch {
+			case it.State != nil:
+				typ, data, nsp = 0, string(it.State), ""
+			case it.Disconnect:
 				typ, data = typeDisconnect, encodeDisconnectData(it.Opts, it.Close)
-			} else {
+			default:
 				if it.Packet == nil {
 					return nil, fmt.Errorf("encode broadcast %d of batch at %s: no packet", i, first)
 				}
@@ -524,7 +565,7 @@ func (a *StreamsAdapter) PublishBatches(ctx context.Context, batches []FencedBat
 					return nil, fmt.Errorf("encode broadcast %d of batch at %s: %w", i, first, err)
 				}
 			}
-			args = append(args, a.ns.Name(), strconv.Itoa(typ), data, Position{LSN: first.LSN, Index: first.Index + uint32(i)}.String())
+			args = append(args, nsp, strconv.Itoa(typ), data, Position{LSN: first.LSN, Index: first.Index + uint32(i)}.String())
 		}
 	}
 	res, err := publishBatchScript.Run(ctx, s.client, []string{s.opts.StreamName, markKey}, args...).Int64Slice()

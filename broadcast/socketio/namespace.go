@@ -184,6 +184,9 @@ func (n *Namespace) add(s *Socket) {
 			}
 		}
 	}
+	if s.rec != nil {
+		s.rec.connectSaved.Store(true)
+	}
 	s.persistAtConnect() // the CONNECT reply is still held back (Cork)
 	n.srv.announceConnected(s)
 }

@@ -1,10 +1,14 @@
 package socketio
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,5 +231,73 @@ func TestSlowConsumerNotRecovered(t *testing.T) {
 	}
 	if strings.Contains(reply, r.SID) || strings.Contains(reply, r.PID) {
 		t.Fatalf("a slow consumer's session was restored: %s", reply)
+	}
+}
+
+// countingStore counts the sessions a memory adapter is asked to save.
+type countingStore struct {
+	*MemoryAdapter
+	saves atomic.Int64
+	last  atomic.Pointer[SessionState]
+}
+
+func (c *countingStore) PersistSession(ctx context.Context, st SessionState, ttl time.Duration) error {
+	c.saves.Add(1)
+	c.last.Store(&st)
+	return c.MemoryAdapter.PersistSession(ctx, st, ttl)
+}
+
+// TestRoomChangesSavedAtMostOncePerInterval: a client changing rooms in a
+// loop costs one session save per RoomSaveInterval, the first change
+// saved at once and the last one saved in the end.
+func TestRoomChangesSavedAtMostOncePerInterval(t *testing.T) {
+	var store *countingStore
+	srv := NewServer(Config{Recovery: &Recovery{Owner: owner}, NewAdapter: func(*Namespace) Adapter {
+		store = &countingStore{MemoryAdapter: NewMemoryAdapter()}
+		return store
+	}})
+	srv.Sockets().Use(func(s *Socket) error { s.SetData("u1"); return nil })
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	c, err := siotest.Dial(strings.TrimPrefix(hs.URL, "http://"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reply, err := c.Connect("/", `{}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sid struct{ SID string }
+	_ = json.Unmarshal([]byte(reply[1:]), &sid)
+	s := srv.Sockets().Socket(sid.SID)
+	atConnect := store.saves.Load()
+	s.Join("first") // saved at once: the save at connect does not count
+	waitUntil(t, func() bool { return store.saves.Load() == atConnect+1 })
+	start := time.Now()
+	for i := range 10000 {
+		s.Join(fmt.Sprint("r", i%7))
+		s.Leave(fmt.Sprint("r", i%7))
+	}
+	s.Join("last")
+	elapsed := time.Since(start)
+	waitUntil(t, func() bool {
+		st := store.last.Load()
+		return st != nil && slices.Contains(st.Rooms, "last")
+	})
+	saves := store.saves.Load() - atConnect - 1
+	if max := int64(elapsed/RoomSaveInterval) + 2; saves > max {
+		t.Errorf("20,001 room changes in %s saved the session %d times, want at most %d", elapsed, saves, max)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

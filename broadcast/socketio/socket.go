@@ -88,9 +88,22 @@ type sockRecovery struct {
 	joined map[string]bool
 
 	scheduled atomic.Bool
-	mu        sync.Mutex // serializes saves, so the last one has the latest rooms
-	final     bool       // disconnected, dropped or taken over: no more saves
+	// connectSaved is set once the connection handlers ran: the save at
+	// connect, made then, carries the rooms they joined, so their joins
+	// need no save (nor start a RoomSaveInterval) of their own.
+	connectSaved atomic.Bool
+	lastSave     atomic.Int64 // unix nanoseconds of the last room-change save's start
+	mu           sync.Mutex   // serializes saves, so the last one has the latest rooms
+	final        bool         // disconnected, dropped or taken over: no more saves
 }
+
+// RoomSaveInterval bounds how often a socket's room changes are saved for
+// recovery: a change is saved at once unless a room-change save started
+// less than this ago, and then the changes meanwhile go in one save at the
+// interval's end. A client joining and leaving rooms in a loop costs one
+// save (its room list) per interval, not one per change; an instance
+// killed within the interval loses the changes not yet saved.
+const RoomSaveInterval = time.Second
 
 func newSocketID() string {
 	var b [15]byte
@@ -134,15 +147,22 @@ func (s *Socket) DropRecovery() {
 }
 
 // persistAsync saves the session state soon, off the caller's path (Join
-// runs on read loops); calls made meanwhile fold into one save.
+// runs on read loops): at once, or at the end of the RoomSaveInterval that
+// the last save started; calls made meanwhile fold into one save.
 func (s *Socket) persistAsync() {
-	if s.rec == nil || s.nsp.store == nil || !s.rec.scheduled.CompareAndSwap(false, true) {
+	if s.rec == nil || s.nsp.store == nil || !s.rec.connectSaved.Load() || !s.rec.scheduled.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	save := func() {
 		s.rec.scheduled.Store(false)
+		s.rec.lastSave.Store(time.Now().UnixNano())
 		s.persist(nil, false)
-	}()
+	}
+	if wait := time.Duration(s.rec.lastSave.Load() + int64(RoomSaveInterval) - time.Now().UnixNano()); wait > 0 {
+		time.AfterFunc(wait, save)
+		return
+	}
+	go save()
 }
 
 // persist saves the session state with rooms (the current ones when nil);
@@ -377,18 +397,27 @@ func (s *Socket) Broadcast() BroadcastOperator {
 	return BroadcastOperator{nsp: s.nsp, except: []string{s.id}}
 }
 
-// Disconnect sends the client a DISCONNECT for this namespace (its
-// "disconnect" handler sees "io server disconnect" and it does not
-// reconnect). With closeConn the whole Engine.IO connection is closed too.
+// Disconnect ends the socket. Without closeConn the client gets a
+// DISCONNECT for this namespace: its "disconnect" handler sees "io server
+// disconnect" and the official client does not reconnect. With closeConn
+// the whole Engine.IO connection is closed instead, without a DISCONNECT:
+// to the client the connection was lost ("transport close"), so it
+// reconnects by itself and its new handshake runs the middlewares
+// (authentication) again. Node's disconnect(true) sends the DISCONNECT
+// before closing, which leaves the official client offline for good; walcast
+// closes to cut a credential that stopped being valid, and the client must
+// then hear the handshake's connect_error, not sit silently disconnected.
 func (s *Socket) Disconnect(closeConn bool) {
 	if !s.connected.Load() {
 		return
 	}
+	if closeConn {
+		s.onClose(ReasonForcedServerClose)
+		s.client.sess.Close(ReasonForcedServerClose)
+		return
+	}
 	_ = s.send(&parser.Packet{Type: parser.Disconnect, Namespace: s.nsp.name, ID: parser.NoID})
 	s.onClose(ReasonServerNamespaceDisconn)
-	if closeConn {
-		s.client.sess.Close(ReasonForcedServerClose)
-	}
 }
 
 func (s *Socket) send(p *parser.Packet) error {

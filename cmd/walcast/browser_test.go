@@ -53,8 +53,10 @@ func TestBrowser(t *testing.T) {
 	origin := "http://" + ln.Addr().String()
 
 	dsn := newDB(t)
+	tok := mint(t, 9001, "adm", "admin", nil, time.Hour)
+	addUsers(t, dsn, tok)
 	in := startWalcast(t, dsn, serveOpts{args: []string{"--cors-origins", origin}})
-	q := url.Values{"url": {in.URL}, "token": {mint(t, 9001, "adm", "admin", nil, time.Hour)}}
+	q := url.Values{"url": {in.URL}, "token": {tok}}
 
 	// Not t.TempDir: Chromium's helpers may still be writing in the
 	// profile for a moment after the browser closed.

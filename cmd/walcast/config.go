@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +49,9 @@ type settings struct {
 	LockTTL         time.Duration
 	LockRenew       bool
 	LockReleaseOnDC bool
+	LockRate        float64 // lock calls per second per socket
+	LockBurst       int
+	MaxRooms        int // rooms a socket may join itself
 	// InstanceID starts every Engine.IO session id this process hands out,
 	// so a proxy can send a session's later requests back here.
 	InstanceID string
@@ -124,8 +129,10 @@ var serveSettings = []setting{
 			"less CPU per delivered event when each socket gets several events per interval, " +
 			"for up to this much added latency (0 to 1s; 0 writes at once)",
 		apply: writeDelay},
-	{flag: "cors-origins", env: "WALCAST_CORS_ORIGINS", arg: "LIST", defText: "same origin only",
-		usage: "comma-separated allowed browser origins; * allows any",
+	{flag: "cors-origins", env: "WALCAST_CORS_ORIGINS", arg: "LIST", def: "*",
+		usage: "comma-separated browser origins allowed besides the page's own (same scheme, host and port), or * for any. " +
+			"Any is the default, as in the original: authentication is a token in the handshake, never a cookie, " +
+			"so a page of another site gains nothing from a visitor's browser; a refused origin is logged once with this setting",
 		apply: corsOrigins},
 	{flag: "config", env: "WALCAST_CONFIG", arg: "FILE", defText: "the built-in GraceGiver profile",
 		usage: "YAML routing file",
@@ -158,6 +165,18 @@ var serveSettings = []setting{
 		usage: "release a socket's locks once it has been gone for the recovery window (2m when recovery is off) " +
 			"without resuming its session on any instance",
 		apply: boolean(func(s *settings) *bool { return &s.LockReleaseOnDC })},
+	{flag: "lock-rate", env: "WALCAST_LOCK_RATE", arg: "N", def: strconv.FormatFloat(gateway.DefaultLockRate, 'g', -1, 64),
+		usage: "lock calls (lock:acquire, lock:release, lock:check together) a socket may make per second on average; " +
+			"beyond it they are answered {success: false, error: \"rate limited\"}. Each acquire or release announces a " +
+			"lock:update to every client, so this bounds what one socket can make walcast send",
+		apply: positiveFloat(func(s *settings) *float64 { return &s.LockRate })},
+	{flag: "lock-burst", env: "WALCAST_LOCK_BURST", arg: "N", def: strconv.Itoa(gateway.DefaultLockBurst),
+		usage: "lock calls a socket may make at once above --lock-rate",
+		apply: positiveInt(func(s *settings) *int { return &s.LockBurst })},
+	{flag: "max-rooms", env: "WALCAST_MAX_ROOMS", arg: "N", def: strconv.Itoa(gateway.DefaultMaxRooms),
+		usage: "rooms a socket may join itself with join_room; beyond it join_room answers " +
+			"{success: false, error: \"too many rooms\"}",
+		apply: positiveInt(func(s *settings) *int { return &s.MaxRooms })},
 
 	// Operating walcast.
 	{flag: "admin-listen", env: "WALCAST_ADMIN_LISTEN", arg: "ADDR", def: defaultAdminListen,
@@ -369,6 +388,30 @@ func duration(field func(*settings) *time.Duration, r durationRange) func(*setti
 	}
 }
 
+func positiveInt(field func(*settings) *int) func(*settings, string, setting) error {
+	return func(s *settings, v string, as setting) error {
+		v = strings.TrimSpace(v)
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--%s (%s): %q is not a positive whole number", as.flag, as.env, v)
+		}
+		*field(s) = n
+		return nil
+	}
+}
+
+func positiveFloat(field func(*settings) *float64) func(*settings, string, setting) error {
+	return func(s *settings, v string, as setting) error {
+		v = strings.TrimSpace(v)
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
+			return fmt.Errorf("--%s (%s): %q is not a positive number", as.flag, as.env, v)
+		}
+		*field(s) = f
+		return nil
+	}
+}
+
 func writeDelay(s *settings, v string, as setting) error {
 	if err := duration(func(s *settings) *time.Duration { return &s.WriteDelay }, nonNegative)(s, v, as); err != nil {
 		return err
@@ -457,6 +500,9 @@ func socketPath(s *settings, v string, as setting) error {
 }
 
 func corsOrigins(s *settings, v string, as setting) error {
+	if strings.TrimSpace(v) == "" {
+		return fmt.Errorf("--%s (%s): empty; give origins, or * for any", as.flag, as.env)
+	}
 	for _, o := range strings.Split(v, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			s.CORSOrigins = append(s.CORSOrigins, o)

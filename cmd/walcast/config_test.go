@@ -20,7 +20,8 @@ func TestParseServeDefaultsAndPrecedence(t *testing.T) {
 	}
 	if s.Listen != ":8080" || s.Path != "/socket.io/" || s.Slot != "walcast" || s.Publication != "walcast" ||
 		s.JWTAlgorithm != "HS256" || s.LockTTL != 15*time.Minute || s.ExpiryWarning != time.Minute ||
-		s.LogLevel != slog.LevelInfo || s.LogFormat != "text" || s.RedisURL != "" || s.CORSOrigins != nil || s.WriteDelay != 0 {
+		s.LogLevel != slog.LevelInfo || s.LogFormat != "text" || s.RedisURL != "" || !slices.Equal(s.CORSOrigins, []string{"*"}) || s.WriteDelay != 0 ||
+		s.LockRate != 5 || s.LockBurst != 10 || s.MaxRooms != 100 {
 		t.Errorf("defaults: %+v", s)
 	}
 	if s.JWTSecret != " spaced secret " {
@@ -28,8 +29,9 @@ func TestParseServeDefaultsAndPrecedence(t *testing.T) {
 	}
 
 	s, err = parseServe(
-		[]string{"--slot", "from_flag", "--path", "/rt", "--lock-ttl", "30s", "--cors-origins", "https://a.example, https://b.example", "--log-format", "json", "--lock-renew", "--write-delay", "20ms"},
-		[]string{"DATABASE_URL=postgres://x/db", "JWT_SECRET=s", "WALCAST_SLOT=from_env", "WALCAST_PUBLICATION=pub_env", "WALCAST_LOG_LEVEL=debug", "REDIS_URL=redis://127.0.0.1:6379"},
+		[]string{"--slot", "from_flag", "--path", "/rt", "--lock-ttl", "30s", "--cors-origins", "https://a.example, https://b.example", "--log-format", "json", "--lock-renew", "--write-delay", "20ms",
+			"--lock-rate", "0.5", "--max-rooms", "7"},
+		[]string{"DATABASE_URL=postgres://x/db", "JWT_SECRET=s", "WALCAST_SLOT=from_env", "WALCAST_PUBLICATION=pub_env", "WALCAST_LOG_LEVEL=debug", "REDIS_URL=redis://127.0.0.1:6379", "WALCAST_LOCK_BURST=3"},
 		io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +43,7 @@ func TestParseServeDefaultsAndPrecedence(t *testing.T) {
 		t.Errorf("environment not applied: %+v", s)
 	}
 	if s.Path != "/rt/" || s.LockTTL != 30*time.Second || s.LogFormat != "json" || !s.LockRenew || s.WriteDelay != 20*time.Millisecond ||
-		!slices.Equal(s.CORSOrigins, []string{"https://a.example", "https://b.example"}) {
+		!slices.Equal(s.CORSOrigins, []string{"https://a.example", "https://b.example"}) || s.LockRate != 0.5 || s.LockBurst != 3 || s.MaxRooms != 7 {
 		t.Errorf("flags not applied: %+v", s)
 	}
 }
@@ -69,6 +71,11 @@ func TestParseServeRefusals(t *testing.T) {
 		{"relative path", []string{"--path", "socket.io"}, ok, "--path"},
 		{"bad redis url", nil, append(ok, "REDIS_URL=localhost:6379"), "--redis-url"},
 		{"wildcard with origins", []string{"--cors-origins", "*,https://a.example"}, ok, "--cors-origins"},
+		{"no origins", nil, append(ok, "WALCAST_CORS_ORIGINS= "), "--cors-origins (WALCAST_CORS_ORIGINS): empty"},
+		{"zero lock rate", []string{"--lock-rate", "0"}, ok, `--lock-rate (WALCAST_LOCK_RATE): "0" is not a positive number`},
+		{"lock rate not a number", nil, append(ok, "WALCAST_LOCK_RATE=NaN"), "--lock-rate"},
+		{"fractional burst", []string{"--lock-burst", "1.5"}, ok, `--lock-burst (WALCAST_LOCK_BURST): "1.5" is not a positive whole number`},
+		{"negative room cap", nil, append(ok, "WALCAST_MAX_ROOMS=-1"), "--max-rooms"},
 		{"bad duration", []string{"--lock-ttl", "15"}, ok, "--lock-ttl"},
 		{"zero duration", nil, append(ok, "WALCAST_TOKEN_EXPIRY_WARNING=0s"), "--token-expiry-warning"},
 		{"bad boolean", []string{"--lock-renew=maybe"}, ok, "--lock-renew"},

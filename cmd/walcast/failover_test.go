@@ -52,7 +52,7 @@ func runFailover(t *testing.T, txs int, sig syscall.Signal, dsnSuffix string) {
 	cl.nodes = append(cl.nodes, first)
 	for range 2 {
 		in := startWalcast(t, wdsn, serveOpts{env: env, slot: first.Slot})
-		waitReadyz(t, in, http.StatusOK, `"reader":"standby"`)
+		waitReadyz(t, in, http.StatusOK, "standby")
 		cl.nodes = append(cl.nodes, in)
 	}
 	user := 0
@@ -92,7 +92,7 @@ func runFailover(t *testing.T, txs int, sig syscall.Signal, dsnSuffix string) {
 		if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 			t.Fatalf("SIGCONT: %v", err)
 		}
-		waitReadyz(t, old, http.StatusOK, `"reader":"standby"`)
+		waitReadyz(t, old, http.StatusOK, "standby")
 	}
 	if err := <-writeErr; err != nil {
 		t.Fatalf("write transactions: %v", err)
@@ -120,7 +120,7 @@ func runFailover(t *testing.T, txs int, sig syscall.Signal, dsnSuffix string) {
 		t.Logf("instance %d: %d transactions fenced as already published", i, strings.Count(in.logs.String(), "transaction already published"))
 	}
 	if sig == syscall.SIGSTOP {
-		if code, body := cl.nodes[next].get("/readyz"); code != http.StatusOK || !strings.Contains(body, `"reader":"leader"`) {
+		if code, body := cl.nodes[next].get("/readyz"); code != http.StatusOK || !strings.Contains(body, reasonReading) {
 			t.Errorf("the new reader did not stay leader after the old one woke: %d %s", code, body)
 		}
 	}
@@ -207,13 +207,20 @@ func (cl *cluster) awaitNewLeader(t *testing.T, old int, timeout time.Duration) 
 	return -1
 }
 
+// readerRole tells from /readyz's reason whether in reads the slot.
 func readerRole(in *instance) string {
 	_, body := in.get("/readyz")
 	var r struct {
-		Reader string `json:"reader"`
+		Reason string `json:"reason"`
 	}
 	_ = json.Unmarshal([]byte(body), &r)
-	return r.Reader
+	switch {
+	case r.Reason == reasonReading:
+		return "leader"
+	case strings.HasPrefix(r.Reason, "standby"):
+		return "standby"
+	}
+	return r.Reason
 }
 
 // TestRedisDownHoldsChanges: while Redis is down the sockets stay, /readyz
@@ -257,7 +264,7 @@ func TestRedisDownHoldsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvents(t, c, 0, "settings:update", 5, 30*time.Second)
-	waitReadyz(t, in, http.StatusOK, `"reader":"leader"`)
+	waitReadyz(t, in, http.StatusOK, reasonReading)
 	time.Sleep(500 * time.Millisecond)
 	checkExactlyOnce(t, "socket", events(c, 0, "settings:update"), 5)
 }

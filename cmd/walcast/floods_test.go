@@ -65,41 +65,53 @@ func TestFloodsAndNoise(t *testing.T) {
 	}
 }
 
-// TestRevocation: the WAL cuts a deleted, demoted or locked-out user's
-// sockets at once, and nobody else's.
+// TestRevocation: the WAL cuts a deleted, demoted or re-membered user's
+// sockets at once, and nobody else's; the cut closes the connection, so the
+// official client reconnects by itself and hears the contract's
+// connect_error "Authentication error: Invalid token" (a DISCONNECT would
+// leave it silently offline). GraceGiver's locked_until, which anyone sets
+// for any username with five wrong passwords, cuts nobody.
 func TestRevocation(t *testing.T) {
 	dsn := newDB(t)
-	execSQLT(t, dsn, `INSERT INTO users (username, password_hash, role) VALUES ('a', 'x', 'viewer'), ('b', 'x', 'manager'), ('c', 'x', 'viewer'), ('d', 'x', 'viewer')`)
+	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'A'), ('m-2', 'B', 'B')`,
+		`INSERT INTO users (username, password_hash, role, member_id) VALUES ('a', 'x', 'viewer', NULL), ('b', 'x', 'manager', NULL), ('c', 'x', 'viewer', NULL), ('d', 'x', 'viewer', NULL), ('e', 'x', 'viewer', 'm-1')`)
 	in := startWalcast(t, dsn, serveOpts{})
-	c := connect(t, in,
-		mint(t, 1, "a", "viewer", nil, time.Hour),  // 0: demoted... promoted: role changes
-		mint(t, 1, "a", "viewer", nil, time.Hour),  // 1: a's second tab
-		mint(t, 2, "b", "manager", nil, time.Hour), // 2: deleted
-		mint(t, 3, "c", "viewer", nil, time.Hour),  // 3: locked out
-		mint(t, 4, "d", "viewer", nil, time.Hour),  // 4: unaffected
+	c := connectWith(t, in, sioclient.ClientConfig{Reconnection: true},
+		mint(t, 1, "a", "viewer", nil, time.Hour),   // 0: its role changes
+		mint(t, 1, "a", "viewer", nil, time.Hour),   // 1: a's second tab
+		mint(t, 2, "b", "manager", nil, time.Hour),  // 2: deleted
+		mint(t, 3, "c", "viewer", nil, time.Hour),   // 3: five wrong passwords: locked_until set
+		mint(t, 4, "d", "viewer", nil, time.Hour),   // 4: unaffected
+		mint(t, 5, "e", "viewer", "m-1", time.Hour), // 5: its member changes
 	)
-	disconnected := func(i int) sioclient.Line {
-		return c.WaitFor(10*time.Second, func(l sioclient.Line) bool { return l.Kind == "disconnect" && l.Client == i })
-	}
 	for _, step := range []struct {
 		sql     string
 		sockets []int
 	}{
 		{`UPDATE users SET role = 'admin' WHERE id = 1`, []int{0, 1}},
 		{`DELETE FROM users WHERE id = 2`, []int{2}},
-		{`UPDATE users SET locked_until = now() + interval '15 minutes', failed_login_attempts = 5 WHERE id = 3`, []int{3}},
+		{`UPDATE users SET member_id = 'm-2' WHERE id = 5`, []int{5}},
 	} {
 		execSQLT(t, dsn, step.sql)
 		for _, i := range step.sockets {
-			if l := disconnected(i); l.Reason != "io server disconnect" {
-				t.Errorf("%s: socket %d disconnected with %q, want io server disconnect", step.sql, i, l.Reason)
-			}
+			waitCutToInvalidToken(t, c, i, 10*time.Second)
 		}
 	}
+	execSQLT(t, dsn, `UPDATE users SET locked_until = now() + interval '15 minutes', failed_login_attempts = 5 WHERE id = 3`)
 	// d's own row changing harmlessly keeps it connected.
 	execSQLT(t, dsn, `UPDATE users SET email = 'd@example.org' WHERE id = 4`)
-	barrier(t, dsn, c, 4)
-	if n := c.Count(func(l sioclient.Line) bool { return l.Kind == "disconnect" && l.Client == 4 }); n != 0 {
-		t.Errorf("unaffected user's socket was disconnected:\n%s", dumpLines(c))
+	barrier(t, dsn, c, 3, 4)
+	for _, i := range []int{3, 4} {
+		if n := c.Count(func(l sioclient.Line) bool { return l.Kind == "disconnect" && l.Client == i }); n != 0 {
+			t.Errorf("socket %d was cut:\n%s", i, dumpLines(c))
+		}
 	}
+	// The cut sockets stay refused: each connected once.
+	for _, i := range []int{0, 1, 2, 5} {
+		if n := c.Count(func(l sioclient.Line) bool { return l.Kind == "connect" && l.Client == i }); n != 1 {
+			t.Errorf("socket %d connected %d times, want once:\n%s", i, n, dumpLines(c))
+		}
+	}
+	// Tokens that say what the rows say now connect.
+	connect(t, in, mint(t, 1, "a", "admin", nil, time.Hour), mint(t, 5, "e", "viewer", "m-2", time.Hour), mint(t, 3, "c", "viewer", nil, time.Hour))
 }

@@ -89,7 +89,9 @@ func lockContract(t *testing.T, in *instance) {
 // nothing; an acquire without an ack callback still works.
 func TestLockBadInput(t *testing.T) {
 	dsn := newDB(t)
-	in := startWalcast(t, dsn, serveOpts{})
+	// Every lock call counts against the socket's rate limit, the refused
+	// ones too; this test makes 45 at once (TestLockFloodBounded tests the limit).
+	in := startWalcast(t, dsn, serveOpts{args: []string{"--lock-burst", "100"}})
 	const alice, bob = 0, 1
 	c := connect(t, in, mint(t, 1, "alice", "admin", nil, time.Hour), mint(t, 2, "bob", "manager", nil, time.Hour))
 
@@ -298,7 +300,8 @@ func TestLockExpiry(t *testing.T) {
 
 // TestLockCap: one user holds at most 50 locks at once.
 func TestLockCap(t *testing.T) {
-	in := startWalcast(t, newDB(t), serveOpts{})
+	// 53 lock calls at once: above the rate limit's burst (TestLockFloodBounded).
+	in := startWalcast(t, newDB(t), serveOpts{args: []string{"--lock-burst", "100"}})
 	c := connect(t, in, mint(t, 1, "alice", "admin", nil, time.Hour))
 	res := func(i int) map[string]any {
 		return map[string]any{"resourceType": "donation", "resourceId": fmt.Sprint(i)}

@@ -275,14 +275,24 @@ func signClaims(t testing.TB, m jwt.SigningMethod, key any, c jwt.MapClaims) str
 func authOf(tok string) map[string]any { return map[string]any{"token": tok} }
 
 // connect starts one official-client process with one socket per token and
-// fails unless every socket connected.
+// fails unless every socket connected. Each token's user gets a users row
+// that matches it first (ensureUsers): walcast refuses tokens whose user's
+// row is absent or says something else.
 func connect(t *testing.T, in *instance, tokens ...string) *sioclient.Client {
 	t.Helper()
+	return connectWith(t, in, sioclient.ClientConfig{}, tokens...)
+}
+
+// connectWith is connect with client options (Reconnection, Transports...).
+func connectWith(t *testing.T, in *instance, cfg sioclient.ClientConfig, tokens ...string) *sioclient.Client {
+	t.Helper()
+	ensureUsers(t, in, tokens...)
 	auths := make([]any, len(tokens))
 	for i, tok := range tokens {
 		auths[i] = authOf(tok)
 	}
-	c := sioclient.Start(t, in.URL, sioclient.ClientConfig{Count: len(tokens), Auths: auths})
+	cfg.Count, cfg.Auths = len(tokens), auths
+	c := sioclient.Start(t, in.URL, cfg)
 	for i := range tokens {
 		l := c.WaitFor(10*time.Second, func(l sioclient.Line) bool {
 			return l.Client == i && (l.Kind == "connect" || l.Kind == "connect_error")
@@ -419,4 +429,206 @@ func joinRaw(args []json.RawMessage) string {
 		parts = append(parts, string(a))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// tokenUser is what a test token says of its user.
+type tokenUser struct {
+	id             int64
+	username, role string
+	memberID       *string
+}
+
+func userOf(t testing.TB, tok string) (tokenUser, bool) {
+	t.Helper()
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser(jwt.WithJSONNumber()).ParseUnverified(tok, claims); err != nil {
+		t.Fatalf("parse test token: %v", err)
+	}
+	n, ok := claims["id"].(json.Number)
+	if !ok {
+		return tokenUser{}, false
+	}
+	id, err := n.Int64()
+	if err != nil {
+		return tokenUser{}, false
+	}
+	u := tokenUser{id: id}
+	u.username, _ = claims["username"].(string)
+	u.role, _ = claims["role"].(string)
+	switch m := claims["memberId"].(type) {
+	case string:
+		u.memberID = &m
+	case json.Number:
+		s := m.String()
+		u.memberID = &s
+	}
+	return u, true
+}
+
+// addUsers inserts, for each token with a numeric id, a users row matching
+// it (and its member's row) when the id has none; a row that exists is
+// left as it is, so a test that wants a mismatch writes it. It reports
+// whether it inserted anything. Called before walcast starts, the rows are
+// in the users table walcast loads; afterwards they reach it through the
+// WAL, with the user:update (and member:update) events of an insert.
+func addUsers(t testing.TB, dsn string, tokens ...string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	inserted := false
+	for _, tok := range tokens {
+		u, ok := userOf(t, tok)
+		if !ok {
+			continue
+		}
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM users WHERE id = $1)`, u.id).Scan(&exists); err != nil {
+			t.Fatalf("look up user %d: %v", u.id, err)
+		}
+		if exists {
+			continue
+		}
+		if u.memberID != nil {
+			if _, err := conn.Exec(ctx, `INSERT INTO members (id, first_name, last_name) VALUES ($1, 'Member', $1) ON CONFLICT DO NOTHING`, *u.memberID); err != nil {
+				t.Fatalf("insert member %s: %v", *u.memberID, err)
+			}
+		}
+		// usernames are unique; a test may give two ids the same one
+		var taken bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM users WHERE username = $1)`, u.username).Scan(&taken); err != nil {
+			t.Fatalf("look up username %q: %v", u.username, err)
+		}
+		name := u.username
+		if taken {
+			name = fmt.Sprintf("%s#%d", u.username, u.id)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO users (id, username, password_hash, role, member_id) VALUES ($1, $2, 'x', $3, $4)`,
+			u.id, name, u.role, u.memberID); err != nil {
+			t.Fatalf("insert user %d: %v", u.id, err)
+		}
+		inserted = true
+	}
+	return inserted
+}
+
+// ensureUsers adds the tokens' users (addUsers) and, when it inserted
+// any, waits until walcast admits every token: the rows reach its
+// handshake check through the WAL.
+func ensureUsers(t testing.TB, in *instance, tokens ...string) {
+	t.Helper()
+	ensureUsersAt(t, in.DSN, []*instance{in}, tokens...)
+}
+
+// ensureUsersAt is ensureUsers for several instances sharing a database.
+func ensureUsersAt(t testing.TB, dsn string, ins []*instance, tokens ...string) {
+	t.Helper()
+	if !addUsers(t, dsn, tokens...) {
+		return
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, in := range ins {
+		waitAdmitted(t, in.URL, deadline, tokens...)
+	}
+}
+
+// waitAdmitted waits until the walcast at url admits every token.
+func waitAdmitted(t testing.TB, url string, deadline time.Time, tokens ...string) {
+	t.Helper()
+	for _, tok := range tokens {
+		for {
+			reply, err := rawConnect(url, tok)
+			if err == nil && strings.HasPrefix(reply, "0") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("walcast still refuses a token after its user was added: %q %v", reply, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// rawConnect makes a long-polling Engine.IO session, sends a Socket.IO
+// CONNECT with the token, returns the Socket.IO reply ("0{...}" connected,
+// "4{...}" refused) and
+// closes the session: a handshake without the official client, for
+// probing and for attacks it cannot express.
+func rawConnect(baseURL, token string) (string, error) {
+	hc := http.Client{Timeout: 10 * time.Second}
+	base := baseURL + "/socket.io/?EIO=4&transport=polling"
+	resp, err := hc.Get(base)
+	if err != nil {
+		return "", err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || len(body) < 2 || body[0] != '0' {
+		return "", fmt.Errorf("handshake: %d %q %v", resp.StatusCode, body, err)
+	}
+	var open struct{ SID string }
+	if err := json.Unmarshal(body[1:], &open); err != nil {
+		return "", fmt.Errorf("open packet %q: %w", body, err)
+	}
+	sess := base + "&sid=" + open.SID
+	defer func() {
+		if resp, err := hc.Post(sess, "text/plain;charset=UTF-8", strings.NewReader("1")); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	auth, _ := json.Marshal(map[string]string{"token": token})
+	resp, err = hc.Post(sess, "text/plain;charset=UTF-8", strings.NewReader("40"+string(auth)))
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	for {
+		resp, err := hc.Get(sess)
+		if err != nil {
+			return "", err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return "", err
+		}
+		for _, pkt := range strings.Split(string(body), "\x1e") {
+			if strings.HasPrefix(pkt, "40") || strings.HasPrefix(pkt, "44") {
+				return pkt[1:], nil
+			}
+		}
+	}
+}
+
+// waitCutToInvalidToken waits until socket i (of a client with
+// Reconnection) was cut the way an authentication cut must reach the
+// official client: its connection closed ("transport close", not the final
+// "io server disconnect"), then, reconnecting by itself, the contract's
+// connect_error "Authentication error: Invalid token". It returns the
+// disconnect line.
+func waitCutToInvalidToken(t *testing.T, c *sioclient.Client, i int, timeout time.Duration) sioclient.Line {
+	t.Helper()
+	d := c.WaitFor(timeout, func(l sioclient.Line) bool { return l.Kind == "disconnect" && l.Client == i })
+	if d.Reason != "transport close" {
+		t.Errorf("socket %d disconnected with %q, want transport close (the client reconnects and re-authenticates)", i, d.Reason)
+	}
+	after := false // WaitFor scans the lines in order, once
+	e := c.WaitFor(timeout, func(l sioclient.Line) bool {
+		if l.Client != i {
+			return false
+		}
+		if l.Kind == "disconnect" {
+			after = true
+			return false
+		}
+		return after && (l.Kind == "connect_error" || l.Kind == "connect")
+	})
+	if e.Kind != "connect_error" || e.Message != msgInvalidToken {
+		t.Errorf("socket %d after the cut: %s, want connect_error %q", i, e.Raw, msgInvalidToken)
+	}
+	return d
 }

@@ -171,10 +171,14 @@ func startBehindNginx(t *testing.T) (dsn string, alpha *instance, ng *nginxProc,
 	t.Helper()
 	rs := redistest.Run(t, redistest.Options{})
 	dsn = newDB(t)
+	// the users of the tokens the tests mint (users u1..u4, viewers)
+	for i := 1; i <= 4; i++ {
+		addUsers(t, dsn, mint(t, i, fmt.Sprintf("u%d", i), "viewer", nil, time.Hour))
+	}
 	env := []string{"REDIS_URL=" + rs.URL()}
 	a := startWalcast(t, dsn, serveOpts{env: env, args: []string{"--instance-id", "alpha"}})
 	b := startWalcast(t, dsn, serveOpts{env: env, slot: a.Slot, args: []string{"--instance-id", "Beta2"}})
-	waitReadyz(t, b, 200, `"reader":"standby"`)
+	waitReadyz(t, b, 200, "standby")
 	instances := []nginxInstance{{"alpha", strings.TrimPrefix(a.URL, "http://")}, {"Beta2", strings.TrimPrefix(b.URL, "http://")}}
 	addrOf = map[string]string{"alpha": instances[0].Addr, "Beta2": instances[1].Addr}
 	return dsn, a, startNginx(t, instances), addrOf

@@ -26,7 +26,7 @@ func (s *server) metricSources() metrics.Sources {
 		Delivery:  func() (metrics.DeliveryStats, bool) { return metrics.DeliveryOf(s.hub.Server())() },
 		Sockets:   func() map[string]int { return metrics.SocketsOf(s.hub.Server())() },
 		Rooms:     func() map[string]int { return metrics.RoomsOf(s.hub.Server())() },
-		Ready:     func(context.Context) bool { ok, _ := s.ready(); return ok },
+		Ready:     func(context.Context) bool { ok, _, _ := s.ready(); return ok },
 		LocksHeld: func(ctx context.Context) (int, error) { return s.gateway.LocksHeld(ctx) },
 	}
 	if s.cfg.RedisURL != "" {

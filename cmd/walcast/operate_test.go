@@ -177,10 +177,11 @@ func TestJSONLogsThroughRedisOutage(t *testing.T) {
 // TestAdminUIThroughWalcast: with the Admin UI configured, the official
 // client logs in to /admin (not with a wrong password) and is shown the
 // instance's sockets; the UI's origin may poll with credentials but gets
-// no socket on the main namespace, which keeps its own origins.
+// no socket on the main namespace, which keeps its own origins (a list
+// here; the default, any origin, would admit it like any other).
 func TestAdminUIThroughWalcast(t *testing.T) {
 	dsn := newDB(t)
-	in := startWalcast(t, dsn, serveOpts{args: []string{"--instance-id", "w7", "--admin-ui-origin", "https://ui.example"},
+	in := startWalcast(t, dsn, serveOpts{args: []string{"--instance-id", "w7", "--admin-ui-origin", "https://ui.example", "--cors-origins", "https://app.example"},
 		env: []string{"WALCAST_ADMIN_UI_USERNAME=ops", "WALCAST_ADMIN_UI_PASSWORD_HASH=" + testHash}})
 	app := connect(t, in, mint(t, 1, "a", "admin", nil, time.Hour), mint(t, 2, "v", "viewer", nil, time.Hour))
 	defer app.Close()

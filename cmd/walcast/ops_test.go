@@ -211,12 +211,14 @@ func TestSecretsStayInTheDatabase(t *testing.T) {
 		return queryInt(t, dsn, fmt.Sprintf(`SELECT count(*) FROM pg_publication_tables
 			WHERE tablename = '%s' AND '%s' = ANY(attnames)`, table, column))
 	}
-	for _, c := range []string{"password_hash", "password_history", "failed_login_attempts", "last_login_at"} {
+	// locked_until is not read either: GraceGiver's is a login throttle,
+	// not a revocation.
+	for _, c := range []string{"password_hash", "password_history", "failed_login_attempts", "last_login_at", "locked_until"} {
 		if pub("users", c) != 0 {
 			t.Errorf("users.%s is published", c)
 		}
 	}
-	for _, c := range []struct{ table, column string }{{"users", "id"}, {"users", "username"}, {"users", "locked_until"}, {"settings", "singleton_id"}, {"settings", "tax_id"}, {"donations", "member_id"}} {
+	for _, c := range []struct{ table, column string }{{"users", "id"}, {"users", "username"}, {"users", "role"}, {"users", "member_id"}, {"settings", "singleton_id"}, {"settings", "tax_id"}, {"donations", "member_id"}} {
 		if pub(c.table, c.column) != 1 {
 			t.Errorf("%s.%s is not published", c.table, c.column)
 		}

@@ -26,7 +26,7 @@ func TestPostgresCrashDoublesNothing(t *testing.T) {
 	env := []string{"REDIS_URL=" + rs.URL()}
 	first := startWalcast(t, dsn, serveOpts{env: env})
 	second := startWalcast(t, dsn, serveOpts{env: env, slot: first.Slot})
-	waitReadyz(t, second, http.StatusOK, `"reader":"standby"`)
+	waitReadyz(t, second, http.StatusOK, "standby")
 	clients := []*sioclient.Client{
 		connect(t, first, mint(t, 1, "u1", "manager", nil, time.Hour)),
 		connect(t, second, mint(t, 2, "u2", "manager", nil, time.Hour)),

@@ -41,7 +41,7 @@ func startRecoveryCluster(t *testing.T) *recoveryCluster {
 	env := []string{"REDIS_URL=" + rs.URL(), "WALCAST_RECOVERY_WINDOW=2m"}
 	w1 := startWalcast(t, dsn, serveOpts{env: env, args: []string{"--instance-id", "w1"}})
 	w2 := startWalcast(t, dsn, serveOpts{env: env, slot: w1.Slot, args: []string{"--instance-id", "w2"}})
-	waitReadyz(t, w2, http.StatusOK, `"reader":"standby"`)
+	waitReadyz(t, w2, http.StatusOK, "standby")
 	ng := startNginx(t, []nginxInstance{
 		{"w1", strings.TrimPrefix(w1.URL, "http://")},
 		{"w2", strings.TrimPrefix(w2.URL, "http://")},
@@ -137,6 +137,7 @@ type nginxAwayOpts struct {
 // it is away, and the client reconnects by itself.
 func (c *recoveryCluster) away(t *testing.T, o nginxAwayOpts) nginxAway {
 	t.Helper()
+	ensureUsersAt(t, c.dsn, []*instance{c.byID["w1"], c.byID["w2"]}, o.token)
 	dir := t.TempDir()
 	res := make(chan sioclient.Result, 1)
 	go func() {

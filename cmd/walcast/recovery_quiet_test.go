@@ -65,10 +65,12 @@ func TestRecoveryQuiet(t *testing.T) {
 				count = 0 // not recovered: nothing is replayed
 			}
 			dir := t.TempDir()
+			tok := mint(t, 30+i, "quiet"+strconv.Itoa(i), "manager", nil, time.Hour)
+			ensureUsers(t, a, tok)
 			res := make(chan sioclient.Result, 1)
 			go func() {
 				env := map[string]string{
-					"RECOVERY_TOKEN":    mint(t, 30+i, "quiet"+strconv.Itoa(i), "manager", nil, time.Hour),
+					"RECOVERY_TOKEN":    tok,
 					"RECOVERY_QUIET_MS": strconv.Itoa(int(quietFor.Milliseconds())),
 					"RECOVERY_DELAY_MS": strconv.Itoa(int(quietAway.Milliseconds())),
 					"RECOVERY_DIR":      dir,

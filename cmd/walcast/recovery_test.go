@@ -29,7 +29,7 @@ func TestRecoveryAfterSIGKILL(t *testing.T) {
 	env := []string{"REDIS_URL=" + rs.URL(), "WALCAST_RECOVERY_WINDOW=2m"}
 	a := startWalcast(t, dsn, serveOpts{env: env})
 	b := startWalcast(t, dsn, serveOpts{env: env, slot: a.Slot})
-	waitReadyz(t, b, http.StatusOK, `"reader":"standby"`)
+	waitReadyz(t, b, http.StatusOK, "standby")
 	got := runAway(t, dsn, a, b, "wait", 1000, func() {
 		if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -78,12 +78,14 @@ func runAway(t *testing.T, dsn string, a, b *instance, mode string, awayMs int, 
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
 	count := "3"
+	tok := mint(t, 1, "user1", "manager", nil, time.Hour)
+	ensureUsersAt(t, dsn, []*instance{a, b}, tok)
 	res := make(chan sioclient.Result, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		env := map[string]string{
-			"RECOVERY_TOKEN":      mint(t, 1, "user1", "manager", nil, time.Hour),
+			"RECOVERY_TOKEN":      tok,
 			"RECOVERY_ARM":        "0",
 			"RECOVERY_WELCOME":    "walcast:offset",
 			"RECOVERY_READY_FILE": ready,

@@ -9,11 +9,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/walcast/walcast/accounts"
 	"github.com/walcast/walcast/broadcast"
 	"github.com/walcast/walcast/broadcast/adminui"
 	"github.com/walcast/walcast/broadcast/auth"
@@ -32,6 +36,11 @@ import (
 // slot is what orders the transactions its positions refer to.
 const markKeyPrefix = "walcast:mark:"
 
+// usersReloadInterval is how often the users projection is read again with
+// --redis-adapter pubsub, where an instance cut off from Redis misses the
+// account changes published meanwhile.
+const usersReloadInterval = 30 * time.Second
+
 // server is one running `walcast serve`: the row changes flow
 // cdc.Reader -> relay -> hub, the sockets meet the gateway.
 type server struct {
@@ -39,10 +48,13 @@ type server struct {
 	log      *slog.Logger
 	hub      *broadcast.Hub
 	gateway  *gateway.Gateway
+	accounts *accounts.Directory // nil when the routing file turns the users check off
 	reader   *cdc.Reader
 	relay    cdc.Consumer
 	http     *http.Server
 	stopping chan struct{}
+	// lastReady is the reason /readyz gave last (a string).
+	lastReady atomic.Value
 	// The Redis clients (nil without REDIS_URL): the hub's and the lock
 	// store's, which has short timeouts of its own so a lock ack fails fast.
 	redis     *redis.Client
@@ -104,6 +116,9 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 	s := &server{cfg: cfg, log: log, stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
+			if s.hub != nil {
+				s.hub.Close()
+			}
 			s.closeRedis()
 			if s.adminLn != nil {
 				_ = s.adminLn.Close()
@@ -114,11 +129,22 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 		s.metrics = metrics.New(metrics.Options{Sources: s.metricSources()})
 		cdcCfg.Observer = s.metrics.ReaderObserver()
 	}
+	if u := resolved.Config.Users; !u.Disabled {
+		s.accounts = accounts.New(accounts.Columns{Table: u.Table, ID: u.IDColumn, Role: u.RoleColumn, MemberID: u.MemberIDColumn, LockedUntil: u.LockedUntilColumn})
+	}
+	// The hub subscribes to the account changes other instances carry
+	// before the SELECT below, so a change the SELECT misses still comes.
 	if err := s.openHub(ctx, routing.ReservedRooms()); err != nil {
 		return nil, err
 	}
 	if s.metrics != nil {
 		s.hub.Server().AddObserver(s.metrics.SocketObserver())
+	}
+	if s.accounts != nil {
+		if err := s.accounts.Load(ctx, cfg.DatabaseURL); err != nil {
+			return nil, fmt.Errorf("%w (walcast's role needs SELECT on %s; the routing file's users section names it)", err, resolved.Config.Users.Table)
+		}
+		log.Info("users loaded for the handshake check", "table", resolved.Config.Users.Table, "users", s.accounts.Len())
 	}
 	if pos, ok, err := s.hub.PublishedPosition(ctx); err != nil {
 		return nil, fmt.Errorf("read where publication stopped (REDIS_URL): %w", err)
@@ -140,7 +166,9 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 		DisconnectGrace: cfg.RecoveryWindow,
 	}
 	var gatewayObs gateway.Observer
+	var onRefusal func(kind string)
 	if s.metrics != nil {
+		onRefusal = s.metrics.Refused
 		relayCfg.Observer = s.metrics.RelayObserver(s.redis != nil)
 		lockCfg.Observer = s.metrics.LockObserver()
 		gatewayObs = s.metrics
@@ -157,9 +185,14 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 	}
 	s.gateway, err = gateway.Attach(s.hub, gateway.Config{
 		Verifier:      verifier,
+		Accounts:      s.accounts,
 		LockStore:     store,
 		Locks:         lockCfg,
 		Reserved:      routing.ReservedRooms(),
+		MaxRooms:      cfg.MaxRooms,
+		LockRate:      cfg.LockRate,
+		LockBurst:     cfg.LockBurst,
+		OnRefusal:     onRefusal,
 		ExpiryWarning: cfg.ExpiryWarning,
 		Standby:       func() bool { return cfg.RedisURL == "" && s.reader.State() == cdc.StateStandby },
 		Logger:        log,
@@ -196,7 +229,11 @@ func loadRouting(cfg *settings) (route.Config, error) {
 func (s *server) openHub(ctx context.Context, reserved route.ReservedRooms) error {
 	cfg := s.cfg
 	hubCfg := broadcast.Config{
-		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: s.log, SIDPrefix: cfg.InstanceID + ".", WriteDelay: cfg.WriteDelay},
+		EngineIO: engineio.Config{Path: cfg.Path, AllowedOrigins: cfg.CORSOrigins, Logger: s.log, SIDPrefix: cfg.InstanceID + ".", WriteDelay: cfg.WriteDelay,
+			OnRefusedOrigin: func(origin string) {
+				s.log.Warn("refused a browser handshake from an origin that is not allowed (logged once per origin)", "origin", origin,
+					"admit_with", "--cors-origins (WALCAST_CORS_ORIGINS) "+strings.Join(append(slices.Clone(cfg.CORSOrigins), origin), ","))
+			}},
 		Recovery: gateway.Recovery(cfg.RecoveryWindow, reserved),
 		Logger:   s.log,
 	}
@@ -216,6 +253,13 @@ func (s *server) openHub(ctx context.Context, reserved route.ReservedRooms) erro
 		cluster = broadcast.Cluster{Redis: rdb, Adapter: broadcast.ClusterAdapter(cfg.RedisAdapter), StreamWindow: cfg.StreamWindow, MarkKey: markKeyPrefix + cfg.Slot}
 		if cfg.adminUI() {
 			cluster.LocalNamespaces = []string{adminui.DefaultNamespace}
+		}
+	}
+	if s.accounts != nil {
+		cluster.OnState = func(state []byte) {
+			if err := s.accounts.ApplyEncoded(state); err != nil {
+				s.log.Warn("skip account changes", "err", err)
+			}
 		}
 	}
 	hub, err := broadcast.Open(ctx, hubCfg, cluster)
@@ -275,6 +319,11 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	go func() { gatewayErr <- s.gateway.Run(gatewayCtx) }()
 	readerErr := make(chan error, 1)
 	go func() { readerErr <- s.reader.Run(readerCtx, s.relay) }()
+	if s.accounts != nil && s.cfg.RedisURL != "" && s.cfg.RedisAdapter == string(broadcast.AdapterPubSub) {
+		go s.accounts.Reload(gatewayCtx, s.cfg.DatabaseURL, usersReloadInterval, func(err error) {
+			s.log.Warn("reload users for the handshake check", "err", err)
+		})
+	}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- s.http.Serve(ln) }()
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
@@ -326,10 +375,22 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	return runErr
 }
 
-func (s *server) ready() (bool, string) {
+// Readiness reasons /readyz gives. They say what an operator or a load
+// balancer needs and nothing more: error texts, positions and counts go to
+// the log (readyz logs each change of reason with them).
+const (
+	reasonShuttingDown   = "shutting down"
+	reasonRedisDown      = "Redis unreachable"
+	reasonReading        = "reading the replication slot"
+	reasonStandbyRedis   = "standby: events arrive through Redis"
+	reasonStandbyNoRedis = "standby without REDIS_URL: no events would reach this instance"
+)
+
+// ready reports readiness, a short reason and, for the log, the details.
+func (s *server) ready() (ok bool, reason string, details []any) {
 	select {
 	case <-s.stopping:
-		return false, "shutting down"
+		return false, reasonShuttingDown, nil
 	default:
 	}
 	if s.redis != nil {
@@ -338,37 +399,41 @@ func (s *server) ready() (bool, string) {
 		err := s.redis.Ping(ctx).Err()
 		cancel()
 		if err != nil {
-			return false, "Redis unreachable: " + err.Error()
+			return false, reasonRedisDown, []any{"err", err}
 		}
 	}
 	st := s.reader.Status()
+	details = []any{"reader", st.State.String(), "confirmed_lsn", st.Confirmed.String(), "seconds_since_last_accepted", st.SinceLastAccepted.Seconds()}
 	switch st.State {
 	case cdc.StateLeader:
-		return true, "reading the replication slot"
+		return true, reasonReading, details
 	case cdc.StateStandby:
 		if s.redis != nil {
-			return true, "standby: another instance reads the replication slot; its events reach this one through Redis"
+			return true, reasonStandbyRedis, details
 		}
-		return false, "standby: another instance reads the replication slot and REDIS_URL is not set, so its events cannot reach this one"
+		return false, reasonStandbyNoRedis, details
 	default:
-		msg := "replication " + st.State.String()
 		if st.LastError != nil {
-			msg += ": " + st.LastError.Error()
+			details = append(details, "err", st.LastError)
 		}
-		return false, msg
+		return false, "replication " + st.State.String(), details
 	}
 }
 
+// readyz answers on the public port: the status code and a short reason.
+// Whatever changed the reason is logged with the details.
 func (s *server) readyz(w http.ResponseWriter, _ *http.Request) {
-	ok, why := s.ready()
+	ok, why, details := s.ready()
+	if prev, _ := s.lastReady.Swap(why).(string); prev != why {
+		level := slog.LevelInfo
+		if !ok {
+			level = slog.LevelWarn
+		}
+		s.log.Log(context.Background(), level, "readiness changed", append([]any{"ready", ok, "reason", why, "was", prev}, details...)...)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if !ok {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	st := s.reader.Status()
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"ready": ok, "reason": why, "reader": st.State.String(),
-		"confirmed_lsn": st.Confirmed.String(), "seconds_since_last_accepted": st.SinceLastAccepted.Seconds(),
-		"sockets": s.hub.Namespace("/").Len(),
-	})
+	_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "reason": why})
 }

@@ -28,6 +28,7 @@ func runTakeover(t *testing.T, a, b *instance, mode string, env map[string]strin
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
 	env["TAKEOVER_READY_FILE"] = ready
+	ensureUsersAt(t, a.DSN, []*instance{a, b}, env["TAKEOVER_TOKEN"])
 	res := make(chan sioclient.Result, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -82,7 +83,7 @@ func TestTakeoverAcrossInstances(t *testing.T) {
 	env := []string{"REDIS_URL=" + rs.URL(), "WALCAST_RECOVERY_WINDOW=2m"}
 	a := startWalcast(t, dsn, serveOpts{env: env})
 	b := startWalcast(t, dsn, serveOpts{env: env, slot: a.Slot})
-	waitReadyz(t, b, http.StatusOK, `"reader":"standby"`)
+	waitReadyz(t, b, http.StatusOK, "standby")
 	wait := runTakeover(t, a, b, "events", map[string]string{
 		"TAKEOVER_TOKEN": mint(t, 1, "user1", "manager", nil, time.Hour),
 		"TAKEOVER_EVENT": "settings:update", "TAKEOVER_COUNT": "3",
@@ -125,7 +126,7 @@ func TestTakeoverLocks(t *testing.T) {
 	env := []string{"REDIS_URL=" + rs.URL(), "WALCAST_RECOVERY_WINDOW=4s", "WALCAST_LOCK_RELEASE_ON_DISCONNECT=true"}
 	a := startWalcast(t, dsn, serveOpts{env: env})
 	b := startWalcast(t, dsn, serveOpts{env: env, slot: a.Slot})
-	waitReadyz(t, b, http.StatusOK, `"reader":"standby"`)
+	waitReadyz(t, b, http.StatusOK, "standby")
 	const bob = 0
 	obs := connect(t, b, mint(t, 2, "bob", "manager", nil, time.Hour))
 	goFile := filepath.Join(t.TempDir(), "go")

@@ -5,7 +5,8 @@
 //
 //   WALCAST_URL=<A> node recovery-cross.mjs <B url> [cut|wait]
 //
-// Before leaving it emits "arm" to A (unless RECOVERY_ARM=0); the Go test
+// Before leaving it emits "arm" to A (unless RECOVERY_ARM=0) and joins the
+// room RECOVERY_JOIN with join_room (when set, acked {success: true}); the Go test
 // makes events happen while it is away. "cut" closes the transport itself;
 // "wait" waits for A to go away (the test kills it; RECOVERY_READY_FILE is
 // written once the client is connected and holds an offset). On B it
@@ -29,6 +30,9 @@ const a = io(url, { path, forceNew: true, transports: ["websocket"], reconnectio
 await once(a, "connect");
 if (!a._lastOffset) await once(a, process.env.RECOVERY_WELCOME || "welcome");
 if (process.env.RECOVERY_ARM !== "0") await a.timeout(5000).emitWithAck("arm");
+if (process.env.RECOVERY_JOIN) {
+  assert.deepEqual(await a.timeout(5000).emitWithAck("join_room", process.env.RECOVERY_JOIN), { success: true });
+}
 const id = a.id, pid = a._pid, offset = a._lastOffset;
 assert.equal(typeof pid, "string", "CONNECT carried a pid");
 assert.equal(typeof offset, "string", "a broadcast carried an offset");

@@ -222,6 +222,27 @@ func (c *Client) WaitAck(ref string, timeout time.Duration) Line {
 	return c.WaitFor(timeout, func(l Line) bool { return l.Kind == "ack" && l.Ref == ref })
 }
 
+// Flood makes client i emit count events as fast as the library sends
+// them, all at once or, with window > 0, at most window unanswered, event
+// k being events[k % len(events)] and every "{i}" in a string argument
+// replaced by k, each asking for an ack. It returns how many acks of each
+// kind came (the ack's arguments as JSON, or "error: <message>" for one
+// that failed), once all came.
+func (c *Client) Flood(i int, timeout time.Duration, events []string, count, window int, args ...any) map[string]int {
+	c.t.Helper()
+	c.mu.Lock()
+	c.nextRef++
+	ref := fmt.Sprintf("flood%d", c.nextRef)
+	c.mu.Unlock()
+	c.Send(map[string]any{"cmd": "flood", "client": i, "events": events, "count": count, "window": window, "args": orEmpty(args), "ref": ref, "timeoutMs": timeout.Milliseconds()})
+	l := c.WaitFor(timeout+30*time.Second, func(l Line) bool { return l.Kind == "flood" && l.Ref == ref })
+	var v struct{ Counts map[string]int }
+	if err := l.Decode(&v); err != nil {
+		c.t.Fatalf("%v", err)
+	}
+	return v.Counts
+}
+
 // Answer replies to a server event that asked for an ack (its AckRef).
 func (c *Client) Answer(ev Line, args ...any) {
 	c.t.Helper()

@@ -10,7 +10,11 @@
 //   node peer.mjs emitter <redis-url>
 //       @socket.io/redis-emitter; same stdin commands (plus "join").
 //   node peer.mjs clients <json [{name,url,rooms}]>
-//       official socket.io-client sockets; prints {"connected":name} for each,
+//       official socket.io-client sockets, each with a token in its auth
+//       ({rooms, token: "secret-token-<name>"}) and Cookie and Authorization
+//       headers holding "secret-cookie-<name>" and "secret-bearer-<name>",
+//       and X-Client-Name: <name>;
+//       prints {"connected":name} for each,
 //       then {"client":name,"event":..,"args":[..]} per received event
 //       (binary arguments as {"$bin":base64}); events asking for an
 //       acknowledgement are answered with "ack:<name>".
@@ -72,7 +76,7 @@ if (mode === "server") {
   commands(async (cmd) => {
     if (cmd.op === "fetch") {
       const sockets = await select(io, cmd).fetchSockets();
-      return { sockets: sockets.map((s) => ({ id: s.id, rooms: [...s.rooms], address: s.handshake.address, auth: s.handshake.auth })) };
+      return { sockets: sockets.map((s) => ({ id: s.id, rooms: [...s.rooms], address: s.handshake.address, auth: s.handshake.auth, handshake: s.handshake })) };
     }
     if (cmd.op === "emitWithAck") {
       const acks = await select(io, cmd).timeout(3000).emitWithAck(cmd.event, ...args(cmd));
@@ -106,7 +110,12 @@ if (mode === "server") {
       ? { $bin: Buffer.from(v).toString("base64") }
       : v;
   for (const { name, url, rooms } of specs) {
-    const socket = io(url, { auth: { rooms: rooms || [] }, transports: ["websocket"], reconnection: false });
+    const socket = io(url, {
+      auth: { rooms: rooms || [], token: "secret-token-" + name },
+      extraHeaders: { cookie: "sid=secret-cookie-" + name, authorization: "Bearer secret-bearer-" + name, "x-client-name": name },
+      transports: ["websocket"],
+      reconnection: false,
+    });
     socket.on("connect", () => out({ connected: name }));
     socket.on("connect_error", (e) => out({ client: name, error: e.message }));
     socket.on("disconnect", (reason) => out({ disconnected: name, reason }));

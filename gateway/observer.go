@@ -10,9 +10,8 @@ import (
 // Calls are made on the sockets' goroutines and must be quick.
 type Observer interface {
 	// AuthFailed: a handshake was refused for reason: auth.FailureReason,
-	// or why the users table refused the token ("users_" and the
-	// accounts directory's reason: users_no_such_user, users_role_differs,
-	// ...).
+	// or why the users table refused the token (unknown_user,
+	// role_differs, member_id_differs, locked_out, users_not_loaded).
 	AuthFailed(reason string)
 	// EventEmitted: n events named event went to the hub (lock
 	// announcements, as "lock:update").
@@ -23,9 +22,16 @@ type Observer interface {
 // counted: the resource is not a label.
 const EventLockUpdate = "lock:update"
 
-// usersTableReason names a users-table refusal as a label value.
+// usersTableReason names a users-table refusal (accounts'
+// Directory.Refusal) as a label value.
 func usersTableReason(why string) string {
-	return "users_" + strings.ReplaceAll(why, " ", "_")
+	switch why {
+	case "no such user":
+		return "unknown_user"
+	case "users not loaded yet":
+		return "users_not_loaded"
+	}
+	return strings.ReplaceAll(why, " ", "_")
 }
 
 type noObserver struct{}

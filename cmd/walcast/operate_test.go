@@ -181,9 +181,11 @@ func TestJSONLogsThroughRedisOutage(t *testing.T) {
 // here; the default, any origin, would admit it like any other).
 func TestAdminUIThroughWalcast(t *testing.T) {
 	dsn := newDB(t)
+	tokens := []string{mint(t, 1, "a", "admin", nil, time.Hour), mint(t, 2, "v", "viewer", nil, time.Hour)}
+	addUsers(t, dsn, tokens...)
 	in := startWalcast(t, dsn, serveOpts{args: []string{"--instance-id", "w7", "--admin-ui-origin", "https://ui.example", "--cors-origins", "https://app.example"},
 		env: []string{"WALCAST_ADMIN_UI_USERNAME=ops", "WALCAST_ADMIN_UI_PASSWORD_HASH=" + testHash}})
-	app := connect(t, in, mint(t, 1, "a", "admin", nil, time.Hour), mint(t, 2, "v", "viewer", nil, time.Hour))
+	app := connect(t, in, tokens...)
 	defer app.Close()
 
 	wrong := sioclient.Start(t, in.URL, sioclient.ClientConfig{Namespace: "/admin", Auth: map[string]string{"username": "ops", "password": "guess"}})
@@ -234,7 +236,7 @@ func TestAdminUIThroughWalcast(t *testing.T) {
 		t.Errorf("polling handshake from the UI's origin: %s, allow-origin %q, credentials %q", resp.Status,
 			resp.Header.Get("Access-Control-Allow-Origin"), resp.Header.Get("Access-Control-Allow-Credentials"))
 	}
-	fromUI := sioclient.Start(t, in.URL, sioclient.ClientConfig{Auth: authOf(mint(t, 1, "a", "admin", nil, time.Hour)),
+	fromUI := sioclient.Start(t, in.URL, sioclient.ClientConfig{Auth: authOf(tokens[0]),
 		ExtraHeaders: map[string]string{"Origin": "https://ui.example"}, Transports: []string{"polling"}})
 	if l := fromUI.WaitFor(10*time.Second, func(l sioclient.Line) bool { return l.Kind == "connect" || l.Kind == "connect_error" }); l.Kind != "connect_error" {
 		t.Errorf("the main namespace admitted the Admin UI's origin: %s", l.Raw)

@@ -22,6 +22,17 @@ import (
 func TestPrometheusScrapesWalcast(t *testing.T) {
 	rs := redistest.Run(t, redistest.Options{})
 	dsn := newDB(t)
+	// 20 staff sockets and 10 viewers, whose users rows exist before
+	// walcast starts: none of the counters below sees them.
+	var tokens []string
+	for i := 1; i <= 30; i++ {
+		role := "admin"
+		if i > 20 {
+			role = "viewer"
+		}
+		tokens = append(tokens, mint(t, i, fmt.Sprint("u", i), role, nil, time.Hour))
+	}
+	addUsers(t, dsn, tokens...)
 	in := startWalcast(t, dsn, serveOpts{env: []string{"REDIS_URL=" + rs.URL()}})
 	prom := promtest.Start(t, promtest.Options{Targets: []promtest.Target{{Job: "walcast", Addr: strings.TrimPrefix(in.AdminURL, "http://")}}})
 	slot := fmt.Sprintf(`slot=%q`, in.Slot)
@@ -59,18 +70,12 @@ func TestPrometheusScrapesWalcast(t *testing.T) {
 	waitFor("the target is up", `up{job="walcast"}`, equals(1))
 	waitFor("the reader reads", `walcast_replication_reader_state{state="reading"}`, equals(1))
 
-	// 20 staff sockets and 10 viewers; two handshakes refused.
-	var tokens []string
-	for i := 1; i <= 30; i++ {
-		role := "admin"
-		if i > 20 {
-			role = "viewer"
-		}
-		tokens = append(tokens, mint(t, i, fmt.Sprint("u", i), role, nil, time.Hour))
-	}
+	// The 30 sockets; three handshakes refused: no token, an expired one,
+	// one of a user the users table does not have.
 	c := connect(t, in, tokens...)
-	refused := sioclient.Start(t, in.URL, sioclient.ClientConfig{Count: 2, Auths: []any{map[string]any{}, authOf(mint(t, 99, "late", "admin", nil, -time.Hour))}})
-	for i := range 2 {
+	refused := sioclient.Start(t, in.URL, sioclient.ClientConfig{Count: 3, Auths: []any{map[string]any{},
+		authOf(mint(t, 99, "late", "admin", nil, -time.Hour)), authOf(mint(t, 98, "ghost", "admin", nil, time.Hour))}})
+	for i := range 3 {
 		refused.WaitFor(10*time.Second, func(l sioclient.Line) bool { return l.Client == i && l.Kind == "connect_error" })
 	}
 
@@ -125,6 +130,7 @@ func TestPrometheusScrapesWalcast(t *testing.T) {
 		{"connects", `walcast_socket_connects_total{namespace="/"}`, 30},
 		{"no token", `walcast_auth_failures_total{reason="no_token"}`, 1},
 		{"expired token", `walcast_auth_failures_total{reason="expired"}`, 1},
+		{"unknown user", `walcast_auth_failures_total{reason="unknown_user"}`, 1},
 		{"lock taken", `walcast_lock_operations_total{op="acquire",result="taken"}`, 1},
 		{"lock held by another", `walcast_lock_operations_total{op="acquire",result="held_by_other"}`, 1},
 		{"lock checked", `walcast_lock_operations_total{op="check",result="locked"}`, 1},

@@ -21,7 +21,7 @@ type Sources struct {
 	// Slot is the latest fresh sample of the slot (cdc.SlotSampler.Last).
 	Slot func() (cdc.SlotHealth, bool)
 	// Delivery are the socket layer's delivery counters (DeliveryOf); ok
-	// is false while it keeps none.
+	// false leaves them out.
 	Delivery func() (d DeliveryStats, ok bool)
 	// Sockets counts the connections open now by transport (SocketsOf).
 	Sockets func() map[string]int
@@ -68,38 +68,23 @@ func RoomsOf(srv *socketio.Server) func() map[string]int {
 // SocketsOf counts srv's Engine.IO connections by their transport: each
 // connection once, however many namespaces it joined.
 func SocketsOf(srv *socketio.Server) func() map[string]int {
+	eio := srv.EngineIO()
 	return func() map[string]int {
-		seen := map[string]bool{}
-		out := map[string]int{}
-		for _, n := range srv.Namespaces() {
-			for _, s := range n.SocketList() {
-				if id := s.ConnID(); !seen[id] {
-					seen[id] = true
-					out[s.Transport()]++
-				}
-			}
-		}
-		return out
+		st := eio.Stats()
+		return map[string]int{"websocket": st.SessionsWebSocket, "polling": st.SessionsPolling}
 	}
 }
 
-// DeliveryOf reads the delivery counters of srv's Engine.IO server; ok is
-// false while that server keeps none.
-//
-// MERGE(issue-13): engineio.Server.Stats() comes with issue 13 (branch
-// issue-13, broadcast/engineio/stats.go). When it lands, replace the body
-// with
-//
-//	eio := srv.EngineIO()
-//	return func() (DeliveryStats, bool) {
-//		st := eio.Stats()
-//		return DeliveryStats{Deliveries: st.Delivered, BytesWritten: st.BytesWritten,
-//			SlowConsumerCuts: st.SlowConsumerCuts, SendQueueDrops: st.Dropped}, true
-//	}
-//
-// and TestDeliveryOf then checks it against a real server.
+// DeliveryOf reads the delivery counters of srv's Engine.IO server
+// (engineio.Server.Stats: each session counts under its own lock, summed
+// only here, when Prometheus scrapes).
 func DeliveryOf(srv *socketio.Server) func() (DeliveryStats, bool) {
-	return func() (DeliveryStats, bool) { return DeliveryStats{}, false }
+	eio := srv.EngineIO()
+	return func() (DeliveryStats, bool) {
+		st := eio.Stats()
+		return DeliveryStats{Deliveries: st.Delivered, BytesWritten: st.BytesWritten,
+			SlowConsumerCuts: st.SlowConsumerCuts, SendQueueDrops: st.Dropped}, true
+	}
 }
 
 // readerStates are the values of walcast_replication_reader_state's label,

@@ -3,7 +3,8 @@
 # PostgreSQL 15 (initdb/pg_ctl), redis-server, nginx (sticky-session test),
 # prometheus and promtool (alert rules, scrape tests), Node.js + npm,
 # Chromium (the browser tests), the npm packages of every folder with a package-lock.json,
-# and staticcheck. Then: go vet, staticcheck, go test -race ./...
+# and staticcheck. Then: go vet (the main module and the benchmark's Centrifuge
+# reference server, a module of its own), staticcheck, go test -race ./...
 #
 # Usage: scripts/test.sh [extra go test args, e.g. -run TestX]
 set -euo pipefail
@@ -53,6 +54,11 @@ fi
 
 log "go vet"
 go vet ./...
+# A module of its own (Centrifuge stays out of walcast's go.mod), joined to
+# walcast's by its go.work: go vet builds it; its test runs with
+# bench/fanout's.
+log "go vet and staticcheck in bench/fanout/centrifuge"
+(cd bench/fanout/centrifuge && go vet ./... && staticcheck ./...)
 log "staticcheck"
 staticcheck ./...
 log "go test -race"

@@ -37,6 +37,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/walcast/walcast/bench/internal/procstat"
+	"github.com/walcast/walcast/bench/internal/walcastproc"
 	"github.com/walcast/walcast/cdc"
 	"github.com/walcast/walcast/internal/pgtest"
 )
@@ -76,18 +77,12 @@ type result struct {
 
 func run(nRows int, profile string) error {
 	ctx := context.Background()
-	srv, err := pgtest.Start(pgtest.Options{})
+	srv, err := walcastproc.Postgres(ctx, schema, "bench")
 	if err != nil {
-		return fmt.Errorf("start postgres: %w", err)
+		return err
 	}
 	defer srv.Close()
-	if err := srv.CreateDatabase(ctx, "bench"); err != nil {
-		return err
-	}
 	dsn := srv.ConnString("bench")
-	if err := srv.Exec(ctx, "bench", schema); err != nil {
-		return err
-	}
 	cfg := cdc.Config{
 		ConnString: dsn,
 		Tables:     []cdc.TableSpec{{Table: cdc.Table{Schema: "public", Name: "mixed"}}},

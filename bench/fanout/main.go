@@ -1,14 +1,17 @@
 // Command fanout is walcast's fan-out load program: it measures what a
 // Socket.IO server spends to broadcast ~300-byte events to C websocket
 // clients, for walcast's hub and, in the same invocation and on the same
-// load, for the reference Node socket.io@4 server.
+// load, for two references: the Node socket.io@4 server, and Centrifuge
+// (the Go library under Centrifugo) publishing the same bytes to one channel
+// every client subscribes to.
 //
-//	go run ./bench/fanout [-clients 1000,5000] [-rates 10000,20000,...] [-window 10s] [-servers walcast,node]
+//	go run ./bench/fanout [-clients 1000,5000] [-rates 10000,20000,...] [-window 10s] [-servers walcast,node,centrifuge]
 //
 // Each server runs as its own process, so /proc's utime+stime and VmRSS are
 // the server's alone. The C clients are the cheap Go client (loadclient:
-// epoll, many connections per goroutine); a few official socket.io-client
-// probes (node/probes.js) measure send-to-receive latency. Rates are offered
+// epoll, many connections per goroutine); a few official client probes
+// (node/probes.js: socket.io-client, or centrifuge-js for Centrifuge)
+// measure send-to-receive latency. Rates are offered
 // deliveries per second (events/s x receivers), so one ladder means the same
 // work at every C. A server falls behind at a rung when under 99% of the
 // offered messages arrive or the probes' p99 is over 1 s; the highest rung
@@ -23,15 +26,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/walcast/walcast/bench/fanout/benchserver"
 	"github.com/walcast/walcast/bench/fanout/serverproc"
 )
 
@@ -51,6 +55,7 @@ type options struct {
 	interleave bool
 	cpuProfile string
 	writeDelay time.Duration // of the walcast-delay server
+	baseline   string        // checkout whose bench server is "baseline"
 	dir        string
 	logger     *slog.Logger
 }
@@ -58,8 +63,10 @@ type options struct {
 func main() {
 	var o options
 	clients := flag.String("clients", "1000,5000", "comma-separated client counts")
-	rates := flag.String("rates", "10000,20000,40000,80000,160000,320000,640000", "ladder of offered deliveries per second (events/s x receivers)")
-	servers := flag.String("servers", "walcast,node", "servers to measure, in order: walcast, node, walcast-delay (walcast's hub with -write-delay), walcast-metrics (walcast's hub with walcast serve's metrics, scraped every second)")
+	rates := flag.String("rates", "10000,20000,40000,80000,100000,160000,320000,400000,640000,1280000,2560000",
+		"ladder of offered deliveries per second (events/s x receivers); the default has 20 and 80 events/s per socket for 1,000 and 5,000 clients")
+	servers := flag.String("servers", "walcast,node,centrifuge", "servers to measure, in order: walcast, node, centrifuge, floor (one write(2) per delivery and nothing else), walcast-delay (walcast's hub with -write-delay), walcast-metrics (walcast's hub with walcast serve's metrics, gathered every second), baseline (walcast's bench server from the -baseline checkout)")
+	flag.StringVar(&o.baseline, "baseline", "", "another checkout of walcast (e.g. git worktree add /tmp/main main) whose bench server runs as server \"baseline\": a change measured against it in the same run")
 	flag.DurationVar(&o.writeDelay, "write-delay", 20*time.Millisecond, "engine.io write delay of the walcast-delay server (walcast serve --write-delay)")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "broadcast window per rung")
 	flag.IntVar(&o.probes, "probes", 5, "official socket.io-client latency probes")
@@ -89,10 +96,13 @@ func main() {
 		fail(fmt.Errorf("-rates: %w", err))
 	}
 	for _, s := range strings.Split(*servers, ",") {
-		if s != "walcast" && s != "node" && s != "walcast-delay" && s != "walcast-metrics" {
-			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, walcast-delay, walcast-metrics)", s))
+		if !slices.Contains([]string{"walcast", "node", "centrifuge", "floor", "walcast-delay", "walcast-metrics", "baseline"}, s) {
+			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, centrifuge, floor, walcast-delay, walcast-metrics, baseline)", s))
 		}
 		o.servers = append(o.servers, s)
+	}
+	if slices.Contains(o.servers, "baseline") && o.baseline == "" {
+		fail(fmt.Errorf("-servers baseline needs -baseline DIR, a checkout of walcast"))
 	}
 	if o.window <= 0 || o.probes < 1 || o.slow < 0 || o.slowRate < 1 || o.size < 60 || o.workers < 1 {
 		fail(fmt.Errorf("-window must be > 0, -probes >= 1, -slow >= 0, -slow-rate >= 1, -size >= 60, -workers >= 1"))
@@ -121,11 +131,7 @@ func defaultDir() string {
 }
 
 func run(ctx context.Context, o options) error {
-	if err := raiseFileLimit(); err != nil {
-		return err
-	}
-	nodeDir := filepath.Join(o.dir, "node")
-	if err := serverproc.EnsureNodeModules(ctx, nodeDir); err != nil {
+	if err := benchserver.RaiseFileLimit(); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp("", "walcast-fanout-")
@@ -133,14 +139,9 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("temp dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	walcastBin := filepath.Join(tmp, "walcast-bench-server")
-	if contains(o.servers, "walcast") || contains(o.servers, "walcast-delay") || contains(o.servers, "walcast-metrics") {
-		build := exec.CommandContext(ctx, "go", "build", "-o", walcastBin, "./server")
-		build.Dir = o.dir
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build the walcast bench server: %w", err)
-		}
+	bins, err := prepare(ctx, o, tmp)
+	if err != nil {
+		return err
 	}
 
 	fmt.Printf("fan-out benchmark: %d-byte events, window %v, %d probes, %d load-client workers, GOMAXPROCS %d, %d CPUs\n",
@@ -148,7 +149,7 @@ func run(ctx context.Context, o options) error {
 	var all []serverRun
 	for _, c := range o.clients {
 		fmt.Printf("\n-- %d clients; load average before: %s\n", c, loadAverage())
-		runs, err := measureAll(ctx, o, c, nodeDir, walcastBin)
+		runs, err := measureAll(ctx, o, c, bins)
 		if err != nil {
 			return err
 		}
@@ -177,13 +178,47 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
+// servers says where each benchmark server comes from.
+type servers struct {
+	nodeDir    string // node/: the Node server and every probe
+	walcast    string // binary of ./server
+	centrifuge string // binary of ./centrifuge, a module of its own
+	floor      string // binary of ./floor
+	baseline   string // binary of bench/fanout/server in the -baseline checkout
+}
+
+// prepare installs the Node packages and builds the Go servers o needs
+// into dir.
+func prepare(ctx context.Context, o options, dir string) (servers, error) {
+	b := servers{nodeDir: filepath.Join(o.dir, "node")}
+	if err := serverproc.EnsureNodeModules(ctx, b.nodeDir); err != nil {
+		return b, err
+	}
+	if slices.Contains(o.servers, "walcast") || slices.Contains(o.servers, "walcast-delay") || slices.Contains(o.servers, "walcast-metrics") {
+		b.walcast = filepath.Join(dir, "walcast-bench-server")
+		if err := serverproc.BuildGo(ctx, o.dir, "./server", b.walcast); err != nil {
+			return b, fmt.Errorf("build the walcast bench server: %w", err)
 		}
 	}
-	return false
+	if slices.Contains(o.servers, "baseline") {
+		b.baseline = filepath.Join(dir, "baseline-bench-server")
+		if err := serverproc.BuildGo(ctx, o.baseline, "./bench/fanout/server", b.baseline); err != nil {
+			return b, fmt.Errorf("build the baseline bench server: %w", err)
+		}
+	}
+	if slices.Contains(o.servers, "floor") {
+		b.floor = filepath.Join(dir, "floor-bench-server")
+		if err := serverproc.BuildGo(ctx, o.dir, "./floor", b.floor); err != nil {
+			return b, fmt.Errorf("build the floor bench server: %w", err)
+		}
+	}
+	if slices.Contains(o.servers, "centrifuge") {
+		b.centrifuge = filepath.Join(dir, "centrifuge-bench-server")
+		if err := serverproc.BuildGo(ctx, filepath.Join(o.dir, "centrifuge"), ".", b.centrifuge); err != nil {
+			return b, fmt.Errorf("build the centrifuge bench server: %w", err)
+		}
+	}
+	return b, nil
 }
 
 func parseInts(s string) ([]int, error) {
@@ -208,18 +243,4 @@ func parseFloats(s string) ([]float64, error) {
 		out = append(out, n)
 	}
 	return out, nil
-}
-
-// raiseFileLimit lifts the soft descriptor limit to the hard one: the load
-// client holds one socket per client.
-func raiseFileLimit() error {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("get file limit: %w", err)
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raise file limit to %d: %w", lim.Max, err)
-	}
-	return nil
 }

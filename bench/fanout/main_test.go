@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/walcast/walcast/bench/fanout/serverproc"
 )
 
 func ms(v float64) *float64 { return &v }
@@ -71,12 +69,12 @@ func TestParseLists(t *testing.T) {
 	}
 }
 
-// TestMeasureBothServers runs one small rung against each real server and
+// TestMeasureAllServers runs one small rung against each real server and
 // checks the harness's figures add up: every offered message counted, CPU
 // and memory read from the server's own /proc entries, probe latencies in.
-func TestMeasureBothServers(t *testing.T) {
+func TestMeasureAllServers(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts both servers")
+		t.Skip("starts every server")
 	}
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node not installed")
@@ -87,27 +85,22 @@ func TestMeasureBothServers(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	nodeDir := filepath.Join(dir, "node")
-	if err := serverproc.EnsureNodeModules(ctx, nodeDir); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "walcast-bench-server")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./server")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build server: %v\n%s", err, out)
-	}
 	o := options{
 		clients: []int{100}, rates: []float64{2100}, window: time.Second, probes: 5, slow: 2, slowRate: 16 << 10, size: 300,
 		workers: 2, settle: 200 * time.Millisecond, drain: 3 * time.Second, past: 1, dir: dir,
 		logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	o.servers, o.interleave = []string{"walcast", "node"}, true
-	runs, err := measureAll(ctx, o, 100, nodeDir, bin)
+	o.servers, o.interleave = []string{"walcast", "node", "centrifuge", "floor"}, true
+	bins, err := prepare(ctx, o, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 2 {
-		t.Fatalf("%d runs, want 2", len(runs))
+	runs, err := measureAll(ctx, o, 100, bins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 4 {
+		t.Fatalf("%d runs, want 4", len(runs))
 	}
 	for _, r := range runs {
 		name := r.server
@@ -142,7 +135,8 @@ func TestMeasureBothServers(t *testing.T) {
 	}
 	printComparison(&out, runs)
 	printSummary(&out, runs)
-	for _, want := range []string{"== walcast, 100 clients", "goroutines", "heap_used", "== node, 100 clients", "== walcast / node, 100 clients", "nothing lost below saturation"} {
+	for _, want := range []string{"== walcast, 100 clients", "goroutines", "heap_used", "== node, 100 clients", "== centrifuge, 100 clients",
+		"== floor, 100 clients", "== walcast beside node and centrifuge and floor, 100 clients", "nothing lost below saturation"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -77,29 +78,44 @@ func (g rung) behind() bool {
 	return g.ratio() < 0.99 || g.probe.P99ms == nil || *g.probe.P99ms > 1000
 }
 
-func startServer(ctx context.Context, o options, name string, clients int, nodeDir, walcastBin string) (*serverproc.Proc, string, error) {
+func startServer(ctx context.Context, o options, name string, clients int, bins servers) (*serverproc.Proc, string, error) {
+	var args []string
 	switch name {
 	case "walcast", "walcast-delay", "walcast-metrics":
-		args := []string{walcastBin, "-addr", "127.0.0.1:0"}
+		args = []string{bins.walcast, "-addr", "127.0.0.1:0"}
 		switch name {
 		case "walcast-delay":
 			args = append(args, "-write-delay", o.writeDelay.String())
 		case "walcast-metrics":
 			args = append(args, "-metrics")
 		}
-		profile := ""
-		if o.cpuProfile != "" {
-			profile = fmt.Sprintf("%s-%s-c%d.pprof", o.cpuProfile, name, clients)
-			args = append(args, "-cpuprofile", profile)
-		}
-		p, err := serverproc.Start(ctx, name, o.dir, nil, args...)
-		return p, profile, err
+	case "centrifuge":
+		args = []string{bins.centrifuge, "-addr", "127.0.0.1:0"}
+	case "floor":
+		args = []string{bins.floor, "-addr", "127.0.0.1:0"}
+	case "baseline":
+		args = []string{bins.baseline, "-addr", "127.0.0.1:0"}
 	default:
 		// exec keeps the pid node's own, so /proc measures node, not bash.
-		p, err := serverproc.Start(ctx, name, nodeDir, []string{"PORT=0"},
+		p, err := serverproc.Start(ctx, name, bins.nodeDir, []string{"PORT=0"},
 			"bash", "-c", `ulimit -n "$(ulimit -Hn)" && exec node server.js`)
 		return p, "", err
 	}
+	profile := ""
+	if o.cpuProfile != "" {
+		profile = fmt.Sprintf("%s-%s-c%d.pprof", o.cpuProfile, name, clients)
+		args = append(args, "-cpuprofile", profile)
+	}
+	p, err := serverproc.Start(ctx, name, o.dir, nil, args...)
+	return p, profile, err
+}
+
+// protocol is what the clients of server name speak.
+func protocol(name string) loadclient.Protocol {
+	if name == "centrifuge" {
+		return loadclient.Centrifuge
+	}
+	return loadclient.SocketIO
 }
 
 // target is one server with its clients connected, between rungs.
@@ -128,9 +144,9 @@ func (t *target) close() {
 
 // setup starts a server, takes its empty RSS, connects the load clients and
 // the probes, and takes its idle RSS once they have settled.
-func setup(ctx context.Context, o options, name string, clients int, nodeDir, walcastBin string) (*target, error) {
+func setup(ctx context.Context, o options, name string, clients int, bins servers) (*target, error) {
 	t := &target{run: serverRun{server: name, clients: clients, probes: o.probes, slow: o.slow}}
-	srv, profile, err := startServer(ctx, o, name, clients, nodeDir, walcastBin)
+	srv, profile, err := startServer(ctx, o, name, clients, bins)
 	if err != nil {
 		return nil, err
 	}
@@ -155,8 +171,9 @@ func setup(ctx context.Context, o options, name string, clients int, nodeDir, wa
 	start := time.Now()
 	dialCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	t.pool, err = loadclient.Dial(dialCtx, loadclient.Config{
-		Addr:    srv.Addr,
-		Workers: o.workers,
+		Addr:     srv.Addr,
+		Protocol: protocol(name),
+		Workers:  o.workers,
 		// About 50 connections spread over the population also time their
 		// ticks, a cross-check of the probes that sees every position in
 		// the server's fan-out order, not just the last-connected ones.
@@ -167,13 +184,13 @@ func setup(ctx context.Context, o options, name string, clients int, nodeDir, wa
 	if err != nil {
 		return nil, err
 	}
-	if t.probes, err = startProbes(ctx, nodeDir, srv.Addr, o.probes); err != nil {
+	if t.probes, err = startProbes(ctx, bins.nodeDir, srv.Addr, o.probes, protocol(name)); err != nil {
 		return nil, err
 	}
 	if o.slow > 0 {
 		dialCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		t.slow, err = loadclient.Dial(dialCtx, loadclient.Config{
-			Addr: srv.Addr, Workers: 1, ReadRate: o.slowRate, Logger: o.logger,
+			Addr: srv.Addr, Protocol: protocol(name), Workers: 1, ReadRate: o.slowRate, Logger: o.logger,
 		}, o.slow)
 		cancel()
 		if err != nil {
@@ -203,7 +220,7 @@ func setup(ctx context.Context, o options, name string, clients int, nodeDir, wa
 // interleave, all servers are up at once and take turns rung by rung, so a
 // change in the machine's background load hits both sides of a ratio alike;
 // otherwise each server runs its whole ladder alone.
-func measureAll(ctx context.Context, o options, clients int, nodeDir, walcastBin string) ([]serverRun, error) {
+func measureAll(ctx context.Context, o options, clients int, bins servers) ([]serverRun, error) {
 	var groups [][]string
 	if o.interleave {
 		groups = [][]string{o.servers}
@@ -223,7 +240,7 @@ func measureAll(ctx context.Context, o options, clients int, nodeDir, walcastBin
 			}
 		}
 		for _, name := range names {
-			t, err := setup(ctx, o, name, clients, nodeDir, walcastBin)
+			t, err := setup(ctx, o, name, clients, bins)
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("%s with %d clients: %w", name, clients, err)
@@ -255,6 +272,14 @@ func measureAll(ctx context.Context, o options, clients int, nodeDir, walcastBin
 // ladderStep runs one rung on t and decides whether its ladder goes on.
 func ladderStep(ctx context.Context, o options, t *target, idx int, rate float64) error {
 	g, err := runRung(ctx, o, t, idx, rate)
+	if errors.Is(err, errStalled) {
+		// Far past saturation: the server is still emitting, and what it
+		// spends now would be the next server's noise.
+		t.run.aborted = fmt.Sprintf("stopped: the server could not emit the %g msg/s rung's events within the window plus a minute", rate)
+		t.done = true
+		o.logger.Info("rung", "server", t.run.server, "clients", t.run.clients, "rate", rate, "stalled", true)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("rung %d (%g msg/s): %w", idx, rate, err)
 	}
@@ -284,6 +309,10 @@ func ladderStep(ctx context.Context, o options, t *target, idx int, rate float64
 	}
 	return nil
 }
+
+// errStalled: the server did not finish emitting a rung's events long after
+// its window; it is far past saturation.
+var errStalled = errors.New("broadcast stalled")
 
 // quiesce waits until pid uses under a tenth of a core (a server still
 // flushing a backlog would bill its CPU to whatever runs next), at most max.
@@ -355,6 +384,9 @@ func runRung(ctx context.Context, o options, t *target, idx int, rate float64) (
 	bctx, cancel := context.WithTimeout(ctx, o.window+time.Minute)
 	g.sent, err = srv.Broadcast(bctx, g.eventsPerS, o.window, idx, o.size)
 	cancel()
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return g, errStalled
+	}
 	if err != nil {
 		return g, err
 	}

@@ -10,10 +10,13 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/walcast/walcast/bench/fanout/loadclient"
 )
 
-// probes is the Node process running the official socket.io-client probes
-// (node/probes.js); it reports per-rung latency when asked.
+// probes is the Node process running the official client probes
+// (node/probes.js: socket.io-client, or centrifuge-js for the Centrifuge
+// server); it reports per-rung latency when asked.
 type probes struct {
 	cmd   *exec.Cmd
 	in    io.WriteCloser
@@ -30,8 +33,12 @@ type probeReport struct {
 	Disconnects int      `json:"disconnects"`
 }
 
-func startProbes(ctx context.Context, nodeDir, addr string, count int) (*probes, error) {
-	cmd := exec.Command("node", "probes.js", "http://"+addr, fmt.Sprint(count))
+func startProbes(ctx context.Context, nodeDir, addr string, count int, proto loadclient.Protocol) (*probes, error) {
+	client := "socketio"
+	if proto == loadclient.Centrifuge {
+		client = "centrifuge"
+	}
+	cmd := exec.Command("node", "probes.js", "http://"+addr, fmt.Sprint(count), client)
 	cmd.Dir = nodeDir
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

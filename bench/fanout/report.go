@@ -89,79 +89,188 @@ func idleBreakdown(r serverRun) string {
 	return strings.Join(parts, ", ")
 }
 
-// printComparison sets each walcast variant beside Node at each offered
-// rate both ran.
+// The targets of the fan-out work (issue 13), each judged against the
+// references measured in the same run.
+const (
+	targetUserUs         = 2.0 // user CPU µs per delivery, at 20 and 80 events/s per socket
+	targetNodeRatio      = 0.5 // total CPU per delivery as a share of node's, at 20 events/s per socket
+	targetSustainedXNode = 5.0 // sustained deliveries/s as a multiple of node's
+	targetIdleKB         = 8.0 // idle RSS per connection
+)
+
+// references are the servers walcast is set beside, in column order.
+var references = []string{"node", "centrifuge", "floor", "baseline"}
+
+// printComparison sets each walcast variant beside the references at each
+// offered rate they ran, and judges the targets.
 func printComparison(w io.Writer, runs []serverRun) {
-	var nd *serverRun
-	for i := range runs {
-		if runs[i].server == "node" {
-			nd = &runs[i]
+	var refs []*serverRun
+	for _, name := range references {
+		for i := range runs {
+			if runs[i].server == name {
+				refs = append(refs, &runs[i])
+			}
 		}
 	}
-	if nd == nil {
+	if len(refs) == 0 {
 		return
 	}
 	for i := range runs {
-		if runs[i].server != "node" {
-			compareWithNode(w, &runs[i], nd)
+		if strings.HasPrefix(runs[i].server, "walcast") {
+			compare(w, &runs[i], refs)
 		}
 	}
 }
 
-func compareWithNode(w io.Writer, wc, nd *serverRun) {
-	fmt.Fprintf(w, "\n== %s / node, %d clients (target: CPU per message <= 0.33 of node's)\n", wc.server, wc.clients)
+// rungAt returns r's rung at rate, nil when it did not run it.
+func (r *serverRun) rungAt(rate float64) *rung {
+	for i := range r.rungs {
+		if r.rungs[i].rate == rate {
+			return &r.rungs[i]
+		}
+	}
+	return nil
+}
+
+// perSocketRate is the rung of r that carries eventsPerSocket events/s to
+// each client (the ladder is in deliveries/s, the same at every client
+// count), nil when the ladder has none.
+func (r *serverRun) perSocketRate(eventsPerSocket float64) *rung {
+	for i := range r.rungs {
+		if math.Abs(r.rungs[i].rate/float64(r.clients)-eventsPerSocket) < 0.5 {
+			return &r.rungs[i]
+		}
+	}
+	return nil
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func keepsUp(g *rung) string {
+	if g.behind() {
+		return "no"
+	}
+	return "yes"
+}
+
+func compare(w io.Writer, wc *serverRun, refs []*serverRun) {
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.server
+	}
+	fmt.Fprintf(w, "\n== %s beside %s, %d clients: CPU µs per delivery (user + sys), probe p99\n", wc.server, strings.Join(names, " and "), wc.clients)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "offered msg/s\tCPU/msg %[1]s µs\tnode µs\tratio\tuser µs %[1]s\tnode\tratio\tp99 %[1]s ms\tnode ms\tRSS %[1]s MB\tnode MB\tboth keep up\t\n", wc.server)
-	lo, hi := math.Inf(1), math.Inf(-1)
+	head := fmt.Sprintf("offered msg/s\tev/s per socket\t%s µs\tuser\tsys\tp99 ms\tkeeps up", wc.server)
+	for _, r := range refs {
+		head += fmt.Sprintf("\t%s µs\tuser\tsys\tratio\tp99 ms\tkeeps up", r.server)
+	}
+	fmt.Fprintln(tw, head+"\t")
 	for _, a := range wc.rungs {
-		for _, b := range nd.rungs {
-			if a.rate != b.rate {
+		line := fmt.Sprintf("%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t%s", a.rate, a.rate/float64(wc.clients),
+			usPerMsg(a.cpuPerMsg()), usPerMsg(a.cpuPerMsg()-a.sysPerMsg()), usPerMsg(a.sysPerMsg()), fmtMs(a.probe.P99ms), keepsUp(&a))
+		for _, r := range refs {
+			b := r.rungAt(a.rate)
+			if b == nil {
+				line += "\t-\t-\t-\t-\t-\t-"
 				continue
 			}
-			ratio, userRatio := "-", "-"
+			ratio := "-"
 			if b.cpuPerMsg() > 0 {
-				r := float64(a.cpuPerMsg()) / float64(b.cpuPerMsg())
-				ratio = fmt.Sprintf("%.2f", r)
-				if !a.behind() && !b.behind() {
-					lo, hi = math.Min(lo, r), math.Max(hi, r)
-				}
+				ratio = fmt.Sprintf("%.2f", float64(a.cpuPerMsg())/float64(b.cpuPerMsg()))
 			}
-			if u := b.cpuPerMsg() - b.sysPerMsg(); u > 0 {
-				userRatio = fmt.Sprintf("%.2f", float64(a.cpuPerMsg()-a.sysPerMsg())/float64(u))
-			}
-			both := "yes"
-			if a.behind() || b.behind() {
-				both = "no"
-			}
-			fmt.Fprintf(tw, "%.0f\t%.2f\t%.2f\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", a.rate,
-				usPerMsg(a.cpuPerMsg()), usPerMsg(b.cpuPerMsg()), ratio,
-				usPerMsg(a.cpuPerMsg()-a.sysPerMsg()), usPerMsg(b.cpuPerMsg()-b.sysPerMsg()), userRatio,
-				fmtMs(a.probe.P99ms), fmtMs(b.probe.P99ms), mb(a.rss), mb(b.rss), both)
+			line += fmt.Sprintf("\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s", usPerMsg(b.cpuPerMsg()), usPerMsg(b.cpuPerMsg()-b.sysPerMsg()),
+				usPerMsg(b.sysPerMsg()), ratio, fmtMs(b.probe.P99ms), keepsUp(b))
 		}
+		fmt.Fprintln(tw, line+"\t")
 	}
 	tw.Flush()
-	if lo <= hi {
-		verdict := "met"
-		if hi > 1.0/3 {
-			verdict = fmt.Sprintf("MISSED (worst rung %.1fx the allowance)", hi*3)
+
+	fmt.Fprintln(w, "   targets:")
+	for _, evs := range []float64{20, 80} {
+		g := wc.perSocketRate(evs)
+		if g == nil {
+			fmt.Fprintf(w, "   - user CPU per delivery <= %.1f µs at %.0f events/s per socket: not measured (no rung of %.0f msg/s in -rates)\n", targetUserUs, evs, evs*float64(wc.clients))
+			continue
 		}
-		fmt.Fprintf(w, "   CPU/msg ratio where both keep up: %.2f-%.2f, target <= 0.33: %s\n", lo, hi, verdict)
-	} else {
-		fmt.Fprintln(w, "   CPU/msg ratio: no rung where both keep up")
+		u := usPerMsg(g.cpuPerMsg() - g.sysPerMsg())
+		fmt.Fprintf(w, "   - user CPU per delivery <= %.1f µs at %.0f events/s per socket: %.2f µs: %s\n", targetUserUs, evs, u, verdict(u <= targetUserUs && !g.behind()))
+	}
+	for _, r := range refs {
+		switch r.server {
+		case "node":
+			a, b := wc.perSocketRate(20), r.perSocketRate(20)
+			if a == nil || b == nil || b.cpuPerMsg() == 0 {
+				fmt.Fprintf(w, "   - CPU per delivery <= %.1f of node's at 20 events/s per socket: not measured\n", targetNodeRatio)
+				break
+			}
+			ratio := float64(a.cpuPerMsg()) / float64(b.cpuPerMsg())
+			fmt.Fprintf(w, "   - CPU per delivery <= %.1f of node's at 20 events/s per socket: %.2f: %s\n", targetNodeRatio, ratio, verdict(ratio <= targetNodeRatio))
+		case "centrifuge":
+			lo, hi, n := math.Inf(1), math.Inf(-1), 0
+			for _, a := range wc.rungs {
+				b := r.rungAt(a.rate)
+				if b == nil || a.behind() || b.behind() || b.cpuPerMsg() == 0 {
+					continue
+				}
+				ratio := float64(a.cpuPerMsg()) / float64(b.cpuPerMsg())
+				lo, hi, n = math.Min(lo, ratio), math.Max(hi, ratio), n+1
+			}
+			if n == 0 {
+				fmt.Fprintln(w, "   - CPU per delivery below centrifuge's where both keep up: no rung where both keep up")
+				break
+			}
+			fmt.Fprintf(w, "   - CPU per delivery below centrifuge's at every rung where both keep up (%d): ratio %.2f-%.2f: %s\n", n, lo, hi, verdict(hi < 1))
+		}
+	}
+	for _, r := range refs {
+		if r.server != "floor" {
+			continue
+		}
+		f, n := r.perSocketRate(20), (*rung)(nil)
+		for _, o := range refs {
+			if o.server == "node" {
+				n = o.perSocketRate(20)
+			}
+		}
+		if f == nil || n == nil || n.cpuPerMsg() == 0 {
+			break
+		}
+		fmt.Fprintf(w, "   - the floor at 20 events/s per socket (one write(2) per delivery, nothing else): %.2f µs per delivery, %.2f of node's\n",
+			usPerMsg(f.cpuPerMsg()), float64(f.cpuPerMsg())/float64(n.cpuPerMsg()))
+	}
+	for _, r := range refs {
+		if r.server == "floor" || r.server == "baseline" {
+			continue
+		}
+		x := "-"
+		if r.sustained > 0 {
+			x = fmt.Sprintf("%.2fx", wc.sustained/r.sustained)
+		}
+		var ok bool
+		want := ""
+		switch r.server {
+		case "node":
+			ok, want = wc.sustained >= targetSustainedXNode*r.sustained && r.sustained > 0, fmt.Sprintf(">= %.0fx", targetSustainedXNode)
+		default:
+			ok, want = wc.sustained > r.sustained, "above it"
+		}
+		top := ""
+		if len(wc.rungs) > 0 && wc.sustained == wc.rungs[len(wc.rungs)-1].rate {
+			top = " (walcast kept up at the ladder's top: a floor, not its limit)"
+		}
+		fmt.Fprintf(w, "   - sustained msg/s: %s %.0f, %s %.0f, %s, target %s: %s%s\n", wc.server, wc.sustained, r.server, r.sustained, x, want, verdict(ok), top)
 	}
 	idle := wc.idlePerConn() / 1024
-	verdict := "met"
-	if idle > 12 {
-		verdict = fmt.Sprintf("MISSED by %.0f%%", (idle/12-1)*100)
+	line := fmt.Sprintf("   - idle KB/conn: %s %.1f", wc.server, idle)
+	for _, r := range refs {
+		line += fmt.Sprintf(", %s %.1f", r.server, r.idlePerConn()/1024)
 	}
-	fmt.Fprintf(w, "   idle KB/conn: %s %.1f, node %.1f, ratio %.2f; target <= 12 KB: %s\n",
-		wc.server, idle, nd.idlePerConn()/1024, wc.idlePerConn()/nd.idlePerConn(), verdict)
-	sust := "-"
-	if nd.sustained > 0 {
-		sust = fmt.Sprintf("%.2f", wc.sustained/nd.sustained)
-	}
-	fmt.Fprintf(w, "   sustained msg/s: %s %.0f, node %.0f, ratio %s (a ladder top that never fell behind is a floor, not the limit)\n",
-		wc.server, wc.sustained, nd.sustained, sust)
+	fmt.Fprintf(w, "%s; target <= %.0f KB: %s\n", line, targetIdleKB, verdict(idle <= targetIdleKB))
 }
 
 func printSummary(w io.Writer, all []serverRun) {

@@ -40,7 +40,6 @@ import (
 	"github.com/walcast/walcast/bench/internal/redisstats"
 	"github.com/walcast/walcast/bench/internal/walcastproc"
 	"github.com/walcast/walcast/e2e/sioclient"
-	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 	"github.com/walcast/walcast/sql"
 )
@@ -66,36 +65,24 @@ func run(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp("", "walcast-bench-locks-")
+	bin, removeBin, err := walcastproc.Build()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	bin, err := walcastproc.Build(tmp)
-	if err != nil {
-		return err
-	}
+	defer removeBin()
 	rs, err := redistest.Start(redistest.Options{})
 	if err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
 	defer rs.Close()
-	pg, err := pgtest.Start(pgtest.Options{})
+	pg, err := walcastproc.Postgres(ctx, sql.GraceGiverSchema+
+		// the users of the tokens below: walcast refuses tokens of users it does not know
+		`; INSERT INTO users (id, username, password_hash, role) VALUES (1, 'holder', 'x', 'manager'), (2, 'other', 'x', 'manager')`,
+		"redis_run", "memory_run")
 	if err != nil {
-		return fmt.Errorf("start PostgreSQL: %w", err)
+		return err
 	}
 	defer pg.Close()
-	for _, db := range []string{"redis_run", "memory_run"} {
-		if err := pg.CreateDatabase(ctx, db); err != nil {
-			return err
-		}
-		// the users of the tokens below: walcast refuses tokens of users it
-		// does not know
-		if err := pg.Exec(ctx, db, sql.GraceGiverSchema+`; INSERT INTO users (id, username, password_hash, role)
-			VALUES (1, 'holder', 'x', 'manager'), (2, 'other', 'x', 'manager')`); err != nil {
-			return fmt.Errorf("load schema: %w", err)
-		}
-	}
 	script := filepath.Join(filepath.Dir(e2eDir), "bench", "locks", "ops.mjs")
 
 	ropt, err := redis.ParseURL(rs.URL())

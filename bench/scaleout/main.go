@@ -52,9 +52,7 @@ import (
 	"github.com/walcast/walcast/bench/internal/procstat"
 	"github.com/walcast/walcast/bench/internal/redisstats"
 	"github.com/walcast/walcast/bench/internal/walcastproc"
-	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
-	"github.com/walcast/walcast/sql"
 )
 
 type options struct {
@@ -150,30 +148,14 @@ const secret = "bench-scaleout-secret"
 func run(ctx context.Context, o options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	tmp, err := os.MkdirTemp("", "walcast-scaleout-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
 
 	fmt.Fprintln(os.Stderr, "building walcast, starting PostgreSQL and redis-server...")
-	bin, err := walcastproc.Build(tmp)
+	wb, err := walcastproc.StartBench(ctx)
 	if err != nil {
 		return err
 	}
-	pg, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		return fmt.Errorf("start PostgreSQL: %w", err)
-	}
-	defer pg.Close()
-	if err := pg.CreateDatabase(ctx, "bench"); err != nil {
-		return fmt.Errorf("create database: %w", err)
-	}
-	dsn := pg.ConnString("bench")
-	if err := pg.Exec(ctx, "bench", sql.GraceGiverSchema+`; INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'Bench', 'Donor');
-		INSERT INTO users (id, username, password_hash, role) VALUES (1, 'bench', 'x', 'admin')`); err != nil {
-		return fmt.Errorf("load schema: %w", err)
-	}
+	defer wb.Close()
+	bin, dsn := wb.Bin, wb.DSN
 	rs, err := redistest.Start(redistest.Options{AppendOnly: o.aof})
 	if err != nil {
 		return fmt.Errorf("start redis-server: %w", err)

@@ -62,7 +62,9 @@ type Config struct {
 // HandshakeInfo is what the first HTTP request of a session carried. Header
 // leaves out the headers that only performed the WebSocket upgrade
 // (Connection, Upgrade, Sec-WebSocket-Key, -Version, -Extensions); a
-// session lives long, and they are of no use after it opened.
+// session lives long, and they are of no use after it opened. Query is
+// shared by the sessions whose handshakes sent the same query string: read
+// Header and Query, never modify them.
 type HandshakeInfo struct {
 	Header     http.Header
 	Query      url.Values
@@ -88,6 +90,7 @@ type Handlers struct {
 //	func (s *Server) Close()                       // closes every session, reason "server shutting down"
 //	func (s *Server) Config() Config               // with defaults applied
 //	func (s *Server) SessionCount() int            // open sessions (added)
+//	func (s *Server) Stats() Stats                 // delivery counters, summed when asked (added)
 //
 //	func (s *Session) ID() string
 //	func (s *Session) Handshake() *HandshakeInfo

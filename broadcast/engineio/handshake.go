@@ -76,19 +76,46 @@ func isUpgradeMechanics(k string) bool {
 }
 
 // keptQuery copies the handshake's query into one map sized to fit, its
-// values sharing one backing array (url.ParseQuery allocates a slice per
-// key and sizes the map by guess).
+// values sharing one backing array and every key and value one string
+// (url.ParseQuery allocates a slice per key, sizes the map by guess, and
+// its strings point into the request line, which they would keep alive).
 func keptQuery(parsed url.Values) url.Values {
-	n := 0
-	for _, vs := range parsed {
+	n, size := 0, 0
+	for k, vs := range parsed {
 		n += len(vs)
+		size += len(k)
+		for _, v := range vs {
+			size += len(v)
+		}
 	}
-	out := make(url.Values, len(parsed))
+	var sb strings.Builder
+	sb.Grow(size)
+	type span struct{ key, from, to int }
+	spans := make([]span, 0, len(parsed))
 	vals := make([]string, 0, n)
 	for k, vs := range parsed {
+		sb.WriteString(k)
 		start := len(vals)
-		vals = append(vals, vs...)
-		out[k] = vals[start:len(vals):len(vals)]
+		for _, v := range vs {
+			sb.WriteString(v)
+			vals = append(vals, v)
+		}
+		spans = append(spans, span{len(k), start, len(vals)})
+	}
+	// Point every key and value into the one string, in the order written.
+	all := sb.String()
+	out := make(url.Values, len(parsed))
+	off := 0
+	for _, sp := range spans {
+		key := all[off : off+sp.key]
+		off += sp.key
+		for i := sp.from; i < sp.to; i++ {
+			vals[i] = all[off : off+len(vals[i])]
+			off += len(vals[i])
+		}
+		// Full slice expression: an append by a reader cannot overwrite
+		// the next key's values.
+		out[key] = vals[sp.from:sp.to:sp.to]
 	}
 	return out
 }

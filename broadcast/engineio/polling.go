@@ -16,7 +16,7 @@ const upgradeCheck = 100 * time.Millisecond
 func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 	s.checkHeartbeat()
 	s.mu.Lock()
-	if s.transport != "polling" {
+	if !s.onPolling {
 		s.mu.Unlock()
 		abort(w, r, errBadRequest)
 		return
@@ -47,7 +47,7 @@ func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 	// after upgradeCheck, as the reference server's check interval does, so
 	// the client can pause polling and send "upgrade".
 	var release <-chan time.Time
-	for (len(s.queue) == 0 || s.corked > 0) && !s.closed && s.transport == "polling" {
+	for (len(s.queue) == 0 || s.corked > 0) && !s.closed && s.onPolling {
 		if s.probed && release == nil {
 			t := time.NewTimer(upgradeCheck)
 			defer t.Stop()
@@ -71,7 +71,7 @@ func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	if s.transport != "polling" {
+	if !s.onPolling {
 		// The upgrade completed under this poll. The official client never
 		// does that (it waits for the poll to end before "upgrade"), so the
 		// poll is answered like any poll for an upgraded session.
@@ -81,7 +81,7 @@ func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var batch []*Packet
-	if s.transport == "polling" && (!s.closed || s.keepQueue) && (s.corked == 0 || s.closed) {
+	if s.onPolling && (!s.closed || s.keepQueue) && (s.corked == 0 || s.closed) {
 		batch = s.queue
 		s.queue = s.spare[:0]
 		s.spare = nil
@@ -109,11 +109,16 @@ func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 		// Released for an upgrade with nothing queued.
 		body = append(body, s.srv.noopPkt.pollBytes()...)
 	}
+	delivered := len(batch)
+	if final != nil {
+		delivered++
+	}
 	clear(batch)
 	s.mu.Lock()
 	if s.spare == nil {
 		s.spare = batch[:0]
 	}
+	s.countLocked(delivered, len(body), 0)
 	s.mu.Unlock()
 	writePollResponse(w, body)
 }
@@ -123,7 +128,7 @@ func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 func (s *Session) handlePost(w http.ResponseWriter, r *http.Request) {
 	s.checkHeartbeat()
 	s.mu.Lock()
-	if s.transport != "polling" {
+	if !s.onPolling {
 		s.mu.Unlock()
 		abort(w, r, errBadRequest)
 		return

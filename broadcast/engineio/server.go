@@ -4,15 +4,18 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,14 +32,32 @@ type Server struct {
 	closePkt *Packet
 	probePkt *Packet
 
-	// flush delays writer starts when cfg.WriteDelay is set; nil otherwise.
-	flush *flusher
+	hb *heartbeats
+	// shards write the WebSocket sessions' queues, one goroutine per CPU.
+	shards    []*writeShard
+	nextShard atomic.Uint32
 
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
 	// refusedOrigins are the origins already reported to OnRefusedOrigin.
 	refusedOrigins map[string]bool
+
+	// poll is the idle-connection poller, made with the first WebSocket;
+	// pollErr says why there is none.
+	poll    *poller
+	pollErr error
+
+	// Recent handshake queries by their raw form, two generations, so
+	// sessions that sent the same one share its map (see sharedQuery).
+	qmu                  sync.Mutex
+	queries, prevQueries map[string]url.Values
+
+	// Counters for Stats beyond the open sessions' own.
+	closedStats Stats
+	late        lateCounts
+	slowCuts    atomic.Uint64
+	queueDrops  atomic.Uint64
 }
 
 // maxReportedOrigins bounds the refused origins remembered for reporting.
@@ -56,9 +77,8 @@ func NewServer(cfg Config, onSession func(s *Session)) *Server {
 		probePkt:  newControl(typePong, "probe"),
 		sessions:  make(map[string]*Session),
 	}
-	if cfg.WriteDelay > 0 {
-		s.flush = newFlusher(cfg.WriteDelay)
-	}
+	s.shards = newWriteShards(runtime.GOMAXPROCS(0), cfg.WriteDelay)
+	s.hb = newHeartbeats((*Session).onPingDue, (*Session).onPongDue)
 	return s
 }
 
@@ -154,8 +174,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	transport := q.Get("transport")
-	if transport != "polling" && transport != "websocket" {
+	// The constants, not the query's string: a session keeps its
+	// transport name, and the query's strings hold the request line.
+	var transport string
+	switch q.Get("transport") {
+	case "polling":
+		transport = "polling"
+	case "websocket":
+		transport = "websocket"
+	default:
 		abort(w, r, errUnknownTransport)
 		return
 	}
@@ -331,7 +358,7 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 	}
 	sess := newSession(s, sid, &HandshakeInfo{
 		Header:     keptHeader(r.Header),
-		Query:      keptQuery(q),
+		Query:      s.sharedQuery(r.URL.RawQuery, q),
 		RemoteAddr: r.RemoteAddr,
 		Transport:  transport,
 	}, transport)
@@ -348,6 +375,33 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 	sess.start()
 	body := appendPayload(nil, []*Packet{s.openPacket(sid, true)})
 	writePollResponse(w, body)
+}
+
+// queryGeneration bounds each generation of the query cache.
+const queryGeneration = 256
+
+// sharedQuery returns the kept form of a handshake's query, the same map
+// for every session whose handshake sent the same query string: clients of
+// one application mostly send the same few (EIO=4&transport=websocket),
+// and a map is the largest part of an idle session after its connection.
+// Queries that differ every time (a polling cache-buster) only cycle
+// through the cache: a full generation replaces the older one.
+func (s *Server) sharedQuery(raw string, parsed url.Values) url.Values {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if v, ok := s.queries[raw]; ok {
+		return v
+	}
+	v, ok := s.prevQueries[raw]
+	if !ok {
+		v = keptQuery(parsed)
+	}
+	if len(s.queries) >= queryGeneration || s.queries == nil {
+		s.prevQueries, s.queries = s.queries, make(map[string]url.Values)
+	}
+	// A copy: raw points into the request line.
+	s.queries[strings.Clone(raw)] = v
+	return v
 }
 
 // register makes the session reachable by id; it fails once the server is
@@ -370,8 +424,28 @@ func (s *Server) unregister(sess *Session) {
 	s.mu.Lock()
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
+		s.foldStatsLocked(sess)
 	}
 	s.mu.Unlock()
+}
+
+// shardFor spreads new sessions over the write shards.
+func (s *Server) shardFor() *writeShard {
+	return s.shards[int(s.nextShard.Add(1))%len(s.shards)]
+}
+
+// poller returns the server's idle-connection poller, starting it on first
+// use; nil where there is none (then readers wait on goroutines).
+func (s *Server) poller() *poller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.poll == nil && s.pollErr == nil && !s.closed {
+		s.poll, s.pollErr = newPoller()
+		if s.pollErr != nil && !errors.Is(s.pollErr, errNoPoller) {
+			s.log.Warn("engine.io: idle connections will each hold a reader goroutine", "err", s.pollErr)
+		}
+	}
+	return s.poll
 }
 
 // Close closes every session with reason "server shutting down".
@@ -382,9 +456,18 @@ func (s *Server) Close() {
 	for _, sess := range s.sessions {
 		all = append(all, sess)
 	}
+	p := s.poll
 	s.mu.Unlock()
 	for _, sess := range all {
 		sess.Close("server shutting down")
+	}
+	if p != nil {
+		// The closing handshakes still need their readers: the poller
+		// stops once they are over (or cut off).
+		time.AfterFunc(2*closeGrace, p.close)
+	}
+	for _, w := range s.shards {
+		w.close()
 	}
 }
 

@@ -23,10 +23,11 @@ const (
 	// closeReader is used by a WebSocket reader that ends the connection
 	// itself on its way out.
 	closeReader
-	// closeOverflow is closeHard from inside Send: the sender may hold
-	// locks that OnClose needs (a broadcasting adapter holds its room lock,
-	// and the socket's disconnect leaves its rooms), so OnClose runs on a
-	// goroutine of its own.
+	// closeOverflow is closeHard from inside Send (a full queue) or from a
+	// write shard (a failed write): the sender may hold locks that OnClose
+	// needs (a broadcasting adapter holds its room lock, and the socket's
+	// disconnect leaves its rooms), and a shard has other sessions to
+	// write, so OnClose runs on a goroutine of its own.
 	closeOverflow
 )
 
@@ -36,7 +37,27 @@ const closeLinger = 2 * time.Second
 
 // Session is one Engine.IO client connection, across transports.
 type Session struct {
-	srv       *Server
+	// What Send and the writers touch comes first, so that a delivery to
+	// a session that has been out of the cache since the last one misses
+	// as few lines as it can.
+	mu sync.Mutex
+	// writing: a writer has the WebSocket (its shard, or a goroutine
+	// waiting for a slow client); sends only queue meanwhile.
+	writing   bool
+	closed    bool
+	keepQueue bool // a graceful close still delivers the queue
+	folded    bool // the server took the counters over
+	// corked holds queued packets back while positive (see Cork).
+	corked int32
+	queue  []*Packet
+	spare  []*Packet
+	ws     *wsConn
+	srv    *Server
+	shard  *writeShard
+	// Counters for Server.Stats, under mu (see countLocked): packets
+	// written to the transport, bytes written, packets that never will be.
+	delivered, written, dropped uint64
+
 	id        string
 	handshake *HandshakeInfo
 	handlers  Handlers
@@ -45,25 +66,15 @@ type Session struct {
 	// the upgrading WebSocket could both deliver.
 	deliverMu sync.Mutex
 
-	mu         sync.Mutex
-	transport  string
-	closed     bool
+	// onPolling: the transport is long-polling (else WebSocket).
+	onPolling  bool
 	delivering bool
 	onCloseDue bool
 	reason     string
 	finalPkt   *Packet // what a pending poll answers after close
-	keepQueue  bool    // a graceful close still delivers the queue
 	// lingering keeps a closed polling session reachable until its next
 	// poll collects finalPkt, as the reference server's closeTimeout does.
 	lingering bool
-
-	queue []*Packet
-	spare []*Packet
-	// corked holds queued packets back while positive (see Cork).
-	corked int
-
-	ws      *wsConn
-	writing bool
 
 	polling bool
 	posting bool
@@ -79,7 +90,12 @@ type Session struct {
 	probed          bool
 	upgradeTimer    *time.Timer
 
-	hbTimer      *time.Timer
+	// The heartbeat (see heartbeats): hbGen names the live schedule, hbSeq
+	// its entry in the ping (hbPong false) or pong queue.
+	hbStarted    bool
+	hbPong       bool
+	hbGen        uint32
+	hbSeq        uint64
 	awaitingPong bool
 	// nextPing is when the current heartbeat cycle's ping is due; the pong
 	// is overdue after nextPing+PingTimeout. Deadlines are absolute so a
@@ -92,7 +108,8 @@ func newSession(srv *Server, id string, hs *HandshakeInfo, transport string) *Se
 		srv:       srv,
 		id:        id,
 		handshake: hs,
-		transport: transport,
+		onPolling: transport == "polling",
+		shard:     srv.shardFor(),
 	}
 	if transport == "polling" {
 		s.pollWake = make(chan struct{}, 1)
@@ -110,7 +127,10 @@ func (s *Session) Handshake() *HandshakeInfo { return s.handshake }
 func (s *Session) Transport() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.transport
+	if s.onPolling {
+		return "polling"
+	}
+	return "websocket"
 }
 
 // SetHandlers installs the callbacks for the session's traffic. Call it from
@@ -123,19 +143,22 @@ func (s *Session) SetHandlers(h Handlers) { s.handlers = h }
 func (s *Session) Send(pkts ...*Packet) bool {
 	s.mu.Lock()
 	if s.closed {
+		s.countLocked(0, 0, len(pkts))
 		s.mu.Unlock()
 		return false
 	}
 	if len(s.queue)+len(pkts) > s.srv.cfg.SendQueue {
+		s.countLocked(0, 0, len(pkts))
 		s.mu.Unlock()
+		s.srv.slowCuts.Add(1)
+		s.srv.queueDrops.Add(uint64(len(pkts)))
 		s.srv.log.Warn("engine.io send queue overflow, closing transport",
 			"sid", s.id, "queued", s.srv.cfg.SendQueue, "reason", "slow consumer")
 		s.close("slow consumer", closeOverflow)
 		return false
 	}
 	s.queue = append(s.queue, pkts...)
-	s.kickLocked()
-	s.mu.Unlock()
+	s.kickAndUnlock()
 	return true
 }
 
@@ -160,41 +183,35 @@ func (s *Session) Uncork() {
 	if s.corked > 0 {
 		s.corked--
 		if s.corked == 0 && len(s.queue) > 0 && !s.closed {
-			s.kickLocked()
+			s.kickAndUnlock()
+			return
 		}
 	}
 	s.mu.Unlock()
 }
 
-// kickLocked gets queued packets moving: it starts the WebSocket writer if
-// none runs, or wakes a pending poll. The writer goroutine exists only
-// while there is something to write.
-func (s *Session) kickLocked() {
+// kickAndUnlock gets queued packets moving and releases s.mu: on WebSocket
+// it marks the session due on its write shard unless a writer already has
+// it, on polling it wakes the pending poll.
+func (s *Session) kickAndUnlock() {
 	if s.corked > 0 {
+		s.mu.Unlock()
 		return
 	}
-	if s.ws != nil {
-		if !s.writing {
-			s.writing = true
-			if s.srv.flush != nil {
-				s.srv.flush.add(s)
-			} else {
-				s.startWriterLocked(s.ws)
-			}
-		}
+	if s.ws == nil {
+		s.wakePollLocked()
+		s.mu.Unlock()
 		return
 	}
-	s.wakePollLocked()
-}
-
-// startWriterLocked starts c's writer goroutine. The goroutine's function
-// is made once per connection: `go s.writeLoop(c)` would allocate a closure
-// on every start, and an idle session's writer starts once per broadcast.
-func (s *Session) startWriterLocked(c *wsConn) {
-	if c.writer == nil {
-		c.writer = func() { s.writeLoop(c) }
+	if s.writing {
+		s.mu.Unlock()
+		return
 	}
-	go c.writer()
+	s.writing = true
+	if !s.shard.add(s) {
+		s.startWriterLocked(s.ws)
+	}
+	s.mu.Unlock()
 }
 
 func (s *Session) wakePollLocked() {
@@ -204,20 +221,44 @@ func (s *Session) wakePollLocked() {
 	}
 }
 
-// start arms the heartbeat: one timer per session, alternating between
-// "time to ping" and "pong overdue".
+// start arms the heartbeat: the session's ping is due PingInterval from
+// now.
 func (s *Session) start() {
 	s.mu.Lock()
 	if !s.closed {
+		s.hbStarted = true
 		s.nextPing = time.Now().Add(s.srv.cfg.PingInterval)
-		s.hbTimer = time.AfterFunc(s.srv.cfg.PingInterval, s.onHeartbeat)
+		s.scheduleLocked(&s.srv.hb.ping, false, s.nextPing)
 	}
 	s.mu.Unlock()
 }
 
-func (s *Session) onHeartbeat() {
+// scheduleLocked makes the session's next heartbeat step an entry due at
+// due in q, replacing the one before.
+func (s *Session) scheduleLocked(q *hbQueue, pong bool, due time.Time) {
+	s.hbGen++
+	s.hbPong = pong
+	s.hbSeq = q.push(s, s.hbGen, due)
+}
+
+// cancelHeartbeatLocked drops the session's queued heartbeat step.
+func (s *Session) cancelHeartbeatLocked() {
+	if !s.hbStarted {
+		return
+	}
+	s.hbGen++
+	q := &s.srv.hb.ping
+	if s.hbPong {
+		q = &s.srv.hb.pong
+	}
+	q.cancel(s, s.hbSeq)
+}
+
+// onPingDue sends the ping of heartbeat schedule gen, and waits for the
+// pong until PingTimeout after the ping was due.
+func (s *Session) onPingDue(gen uint32) {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || gen != s.hbGen {
 		s.mu.Unlock()
 		return
 	}
@@ -227,18 +268,27 @@ func (s *Session) onHeartbeat() {
 		return
 	}
 	s.awaitingPong = true
+	s.scheduleLocked(&s.srv.hb.pong, true, s.nextPing.Add(s.srv.cfg.PingTimeout))
 	// The ping may exceed the queue bound by one; a session that full is
 	// cut by the next Send anyway.
 	s.queue = append(s.queue, s.srv.pingPkt)
-	s.kickLocked()
-	s.hbTimer.Reset(time.Until(s.nextPing.Add(s.srv.cfg.PingTimeout)))
+	s.kickAndUnlock()
+}
+
+// onPongDue closes the session if the pong of schedule gen has not come.
+func (s *Session) onPongDue(gen uint32) {
+	s.mu.Lock()
+	due := !s.closed && gen == s.hbGen && s.awaitingPong
 	s.mu.Unlock()
+	if due {
+		s.close("ping timeout", closeFrame)
+	}
 }
 
 // pongOverdueLocked reports whether the heartbeat deadline has passed even
 // if its timer has not fired yet (timers run late on a busy machine).
 func (s *Session) pongOverdueLocked(now time.Time) bool {
-	return s.hbTimer != nil && now.After(s.nextPing.Add(s.srv.cfg.PingTimeout))
+	return s.hbStarted && now.After(s.nextPing.Add(s.srv.cfg.PingTimeout))
 }
 
 // checkHeartbeat closes the session if its pong is overdue; requests call
@@ -258,7 +308,8 @@ func (s *Session) onPong() {
 	if s.awaitingPong && !s.closed {
 		s.awaitingPong = false
 		s.nextPing = time.Now().Add(s.srv.cfg.PingInterval)
-		s.hbTimer.Reset(s.srv.cfg.PingInterval)
+		s.cancelHeartbeatLocked()
+		s.scheduleLocked(&s.srv.hb.ping, false, s.nextPing)
 	}
 	s.mu.Unlock()
 }
@@ -322,9 +373,7 @@ func (s *Session) close(reason string, mode closeMode) {
 	}
 	s.closed = true
 	s.reason = reason
-	if s.hbTimer != nil {
-		s.hbTimer.Stop()
-	}
+	s.cancelHeartbeatLocked()
 	if s.upgradeTimer != nil {
 		s.upgradeTimer.Stop()
 	}
@@ -340,6 +389,7 @@ func (s *Session) close(reason string, mode closeMode) {
 		s.finalPkt = s.srv.closePkt
 	}
 	if !s.keepQueue {
+		s.countLocked(0, 0, len(s.queue))
 		clear(s.queue)
 		s.queue = s.queue[:0]
 	}
@@ -353,7 +403,7 @@ func (s *Session) close(reason string, mode closeMode) {
 		}
 	}
 	s.wakePollLocked()
-	linger := ws == nil && s.transport == "polling" && !s.polling &&
+	linger := ws == nil && s.onPolling && !s.polling &&
 		(mode == closeByClient || mode == closeGraceful)
 	s.lingering = linger
 	fire := !s.delivering
@@ -368,11 +418,11 @@ func (s *Session) close(reason string, mode closeMode) {
 		s.srv.unregister(s)
 	}
 	if up != nil {
-		up.conn.Close()
+		up.close()
 	}
 	if ws != nil && !graceful && mode != closeReader {
 		if mode == closeHard || mode == closeOverflow {
-			ws.conn.Close()
+			ws.close()
 		} else {
 			ws.closeWithFrame(wsCloseNormal)
 		}

@@ -150,3 +150,36 @@ func TestSendBufferDefault(t *testing.T) {
 		t.Fatalf("default SendBuffer %d, want %d", got, 128<<10)
 	}
 }
+
+// TestSlowClientHoldsUpNoOther: a client that stopped reading gets a writer
+// goroutine of its own once its kernel buffer is full; the write shards,
+// which every other session shares, go on writing to those.
+func TestSlowClientHoldsUpNoOther(t *testing.T) {
+	e := newEnv(t, Config{SendQueue: 1 << 16, SendBuffer: 8 << 10, PingInterval: time.Hour}, false)
+	slow, _ := dialNonReading(t, e)
+	fast := make([]*wsClient, 4)
+	sessions := make([]*Session, len(fast))
+	for i := range fast {
+		fast[i] = e.mustDialWS("EIO=4&transport=websocket")
+		fast[i].mustRead()
+		sessions[i] = <-e.sessions
+	}
+	big := NewMessage(bytes.Repeat([]byte("x"), 4096))
+	for range 200 {
+		if !slow.Send(big) {
+			t.Fatal("the slow session was cut with a queue of 64k packets")
+		}
+	}
+	for round := range 3 {
+		for _, s := range sessions {
+			s.Send(NewMessage([]byte("hi")))
+		}
+		// mustRead fails after 5 s; a shard stuck on the slow client
+		// would never write these.
+		for i, c := range fast {
+			if got := c.mustRead(); got != "4hi" {
+				t.Fatalf("round %d, client %d: got %q", round, i, got)
+			}
+		}
+	}
+}

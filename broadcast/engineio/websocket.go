@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -25,23 +26,60 @@ const (
 )
 
 // wsConn is one hijacked WebSocket connection. It holds no buffers while
-// idle: its reader waits in awaitFrame on a 6-byte array, in a shallow call
-// chain, and its writer goroutine exists only while the session has queued
-// packets.
+// idle, and no goroutine: on Linux the server's poller watches it for the
+// next frame (see readLoop), and its writes go out from the goroutine that
+// sends (see Session.drainLocked), a writer goroutine existing only while
+// the kernel's send buffer is full.
 type wsConn struct {
+	// What a write touches comes first (see Session).
+	wmu sync.Mutex // serialises the session writer and control replies
+	// fd is the descriptor, for writes without net.Conn's bookkeeping
+	// (each of its layers is one more cache miss per delivery); -1 when
+	// there is none. close sets fdClosed under fdMu before it closes the
+	// connection, so such a write never meets a descriptor number closed
+	// and handed to another connection.
+	fdMu     sync.Mutex
+	fdClosed bool
+	fd       int
+	// The packets taken off the queue and not yet all written: the ones
+	// before heldIdx are, and heldOff bytes of the next. Owned by whoever
+	// holds the session's writing flag.
+	held    []*Packet
+	heldIdx int
+	heldOff int
+
 	conn net.Conn
-	pre  []byte // bytes read ahead: past the handshake, or by awaitFrame
-	hdr  [ws.MaxHeaderSize]byte
+	sess *Session
+	// rc reads without waiting; nil when the connection has no descriptor
+	// of its own (or off Linux): then a writer goroutine writes and the
+	// reader waits on a goroutine of its own.
+	rc syscall.RawConn
+	// poll is the server's poller, set before the connection is shared;
+	// nil when rc is, or the server has none. polled says whether the
+	// poller watches it between frames: owned by the reader.
+	poll   *poller
+	pollID uint64
+	polled bool
+
+	pre []byte // bytes read ahead: past the handshake, or by awaitFrame
+	hdr [ws.MaxHeaderSize]byte
 	// head takes the first bytes of a frame while the reader idles; every
 	// client frame is masked, so its header is at least this long and
 	// these bytes are all header.
 	head [minClientHeader]byte
+}
 
-	wmu  sync.Mutex // serialises the session writer and control replies
-	bufs [][]byte
-	nb   net.Buffers
-
-	writer func() // the session's writeLoop for this connection; see startWriterLocked
+// close closes the connection, first taking it off the poller and from
+// the writes that use its descriptor directly. Every close of a WebSocket
+// connection goes through here.
+func (c *wsConn) close() {
+	if c.poll != nil {
+		c.poll.forget(c)
+	}
+	c.fdMu.Lock()
+	c.fdClosed = true
+	c.fdMu.Unlock()
+	_ = c.conn.Close()
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {
@@ -53,18 +91,32 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	return c.conn.Read(p)
 }
 
-// awaitFrame blocks until the next frame starts to arrive. It is the only
-// place an idle reader waits, and it waits in a shallow call chain: the
-// runtime halves a parked goroutine's stack only while it uses under a
-// quarter of it, so the depth here decides whether idle readers settle at
-// 2 KB of stack or stay at 4 KB.
+// awaitFrame waits until the next frame starts to arrive. A connection the
+// poller watches does not wait: when nothing has arrived it reports
+// errIdle, and its reader hands the connection back to the poller.
+// Otherwise it is the only place an idle reader waits, and it waits in a
+// shallow call chain: the runtime halves a parked goroutine's stack only
+// while it uses under a quarter of it, so the depth here decides whether
+// idle readers settle at 2 KB of stack or stay at 4 KB.
 //
 //go:noinline
 func (c *wsConn) awaitFrame() error {
 	if len(c.pre) > 0 {
 		return nil
 	}
-	n, err := c.conn.Read(c.head[:])
+	var n int
+	var err error
+	if c.polled {
+		n, err = readNow(c.rc, c.head[:])
+		if errors.Is(err, errWouldBlock) {
+			return errIdle
+		}
+		if n == 0 && err == nil {
+			return io.EOF
+		}
+	} else {
+		n, err = c.conn.Read(c.head[:])
+	}
 	if n > 0 {
 		// A read error after some bytes comes back on the next read.
 		c.pre = c.head[:n]
@@ -79,6 +131,11 @@ func (c *wsConn) awaitFrame() error {
 var (
 	errWSClosed   = errors.New("websocket closed by peer")
 	errWSTooLarge = errors.New("websocket message over maxPayload")
+	// errIdle: no frame has started; the poller takes the connection.
+	errIdle = errors.New("websocket idle")
+	// errWouldBlock: the kernel cannot take or give bytes without waiting.
+	errWouldBlock = errors.New("operation would block")
+	errNoPoller   = errors.New("no poller on this platform")
 )
 
 // wsProtocolError marks frames that break RFC 6455; the connection is
@@ -190,10 +247,10 @@ func (c *wsConn) closeWithFrame(code uint16) {
 	c.wmu.Unlock()
 	if tc, ok := c.conn.(interface{ CloseWrite() error }); ok {
 		_ = tc.CloseWrite()
-		time.AfterFunc(closeGrace, func() { _ = c.conn.Close() })
+		time.AfterFunc(closeGrace, c.close)
 		return
 	}
-	_ = c.conn.Close()
+	c.close()
 }
 
 // closeGrace bounds the closing handshake.
@@ -205,7 +262,7 @@ const closeGrace = 2 * time.Second
 func (c *wsConn) drainAndClose() {
 	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
 	_, _ = io.CopyN(io.Discard, c.conn, 1<<20)
-	_ = c.conn.Close()
+	c.close()
 }
 
 // accept completes the WebSocket handshake and takes the connection over
@@ -223,7 +280,10 @@ func accept(w http.ResponseWriter, r *http.Request, sendBuffer int) (*wsConn, er
 		// still correct, only less tightly bounded.
 		_ = sb.SetWriteBuffer(sendBuffer)
 	}
-	c := &wsConn{conn: conn}
+	c := &wsConn{conn: conn, fd: -1}
+	if c.rc = rawConnOf(conn); c.rc != nil {
+		_ = c.rc.Control(func(fd uintptr) { c.fd = int(fd) })
+	}
 	if n := rw.Reader.Buffered(); n > 0 {
 		b, _ := rw.Reader.Peek(n)
 		c.pre = append([]byte(nil), b...)
@@ -242,15 +302,37 @@ func (s *Server) acceptWebSocket(sess *Session, w http.ResponseWriter, r *http.R
 		c.closeWithFrame(wsCloseNormal)
 		return
 	}
+	s.prepareReading(sess, c)
 	sess.mu.Lock()
 	sess.ws = c
 	sess.queue = append(sess.queue, s.openPacket(sess.id, false))
-	sess.kickLocked()
-	sess.mu.Unlock()
+	sess.kickAndUnlock()
 	sess.start()
-	// A fresh goroutine, rather than the net/http one, so the HTTP
-	// server's buffers and grown stack are released while the socket idles.
-	go sess.readLoop(c)
+	sess.startReading(c)
+}
+
+// prepareReading attaches the poller to a connection before it is shared.
+func (s *Server) prepareReading(sess *Session, c *wsConn) {
+	c.sess = sess
+	if c.rc != nil {
+		c.poll = s.poller()
+	}
+}
+
+// startReading hands a new WebSocket to its reader: the poller, which
+// starts one when input arrives, or a fresh goroutine, rather than the
+// net/http one, so the HTTP server's buffers and grown stack are released
+// while the socket idles.
+func (s *Session) startReading(c *wsConn) {
+	if len(c.pre) == 0 && c.poll != nil {
+		// Set first: the reader the poller starts reads it.
+		c.polled = true
+		if c.poll.watch(c) {
+			return
+		}
+		c.polled = false
+	}
+	go s.readLoop(c)
 }
 
 // upgradeSession takes a WebSocket that asks to replace the polling
@@ -260,7 +342,7 @@ func (s *Server) upgradeSession(sess *Session, w http.ResponseWriter, r *http.Re
 	// that has its 101 may open a second socket at once, and that one,
 	// not the first, must be refused.
 	sess.mu.Lock()
-	refuse := sess.closed || sess.transport != "polling" || sess.upgrading != nil || sess.upgradeReserved
+	refuse := sess.closed || !sess.onPolling || sess.upgrading != nil || sess.upgradeReserved
 	if !refuse {
 		sess.upgradeReserved = true
 	}
@@ -280,9 +362,10 @@ func (s *Server) upgradeSession(sess *Session, w http.ResponseWriter, r *http.Re
 		c.closeWithFrame(wsCloseNormal)
 		return
 	}
+	s.prepareReading(sess, c)
 	sess.mu.Lock()
 	sess.upgradeReserved = false
-	if sess.closed || sess.transport != "polling" || sess.upgrading != nil {
+	if sess.closed || !sess.onPolling || sess.upgrading != nil {
 		sess.mu.Unlock()
 		c.closeWithFrame(wsCloseNormal)
 		return
@@ -304,7 +387,7 @@ func (s *Session) abandonUpgrade(c *wsConn) {
 		}
 	}
 	s.mu.Unlock()
-	_ = c.conn.Close()
+	c.close()
 }
 
 // upgradeLoop runs the probe exchange the official client performs:
@@ -338,21 +421,23 @@ func (s *Session) upgradeLoop(c *wsConn) {
 			s.mu.Lock()
 			if s.closed || s.upgrading != c {
 				s.mu.Unlock()
-				_ = c.conn.Close()
+				c.close()
 				return
 			}
 			s.upgrading = nil
 			s.probed = false
 			s.upgradeTimer.Stop()
-			s.transport = "websocket"
+			s.onPolling = false
 			s.ws = c
 			s.wakePollLocked()
 			if len(s.queue) > 0 {
-				s.kickLocked()
+				s.kickAndUnlock()
+			} else {
+				s.mu.Unlock()
 			}
-			s.mu.Unlock()
-			// A fresh goroutine: this one's stack grew with the probe.
-			go s.readLoop(c)
+			// The poller or a fresh goroutine: this one's stack grew
+			// with the probe.
+			s.startReading(c)
 			return
 		default:
 			s.abandonUpgrade(c)
@@ -361,14 +446,26 @@ func (s *Session) upgradeLoop(c *wsConn) {
 	}
 }
 
-// readLoop is the session's only goroutine while it idles on WebSocket.
-// After handing a message to OnMessage, whose work (decoding, middlewares,
+// readLoop reads the session's WebSocket. Watched by the poller, it runs
+// only while frames arrive: once none has started it hands the connection
+// back to the poller and ends, so an idle session holds no goroutine.
+// Otherwise it is the session's only goroutine while it idles, and after
+// handing a message to OnMessage, whose work (decoding, middlewares,
 // handlers) may have grown the stack to 8 KB or more, it hands reading on
 // to a fresh goroutine, which starts small, and exits: an idle session
 // then keeps only a small stack, whatever its past traffic.
 func (s *Session) readLoop(c *wsConn) {
 	for {
 		err := c.awaitFrame()
+		if errors.Is(err, errIdle) {
+			// The last step: once armed, the next reader may start.
+			if c.poll.watch(c) {
+				return
+			}
+			// The poller is gone (server closing): wait here instead.
+			c.polled = false
+			continue
+		}
 		var op byte
 		var msg []byte
 		if err == nil {
@@ -384,8 +481,10 @@ func (s *Session) readLoop(c *wsConn) {
 			c.drainAndClose()
 			return
 		case readHandOff:
-			go s.readLoop(c)
-			return
+			if !c.polled {
+				go s.readLoop(c)
+				return
+			}
 		}
 	}
 }
@@ -431,60 +530,5 @@ func (s *Session) endRead(c *wsConn, err error) {
 		// The client's close frame, EOF, or a connection the server
 		// already closed.
 		s.close("transport close", closeReader)
-	}
-}
-
-// writeLoop drains the queue onto the WebSocket, each batch in one writev,
-// and exits when the queue is empty: no goroutine waits on an idle socket.
-//
-// It sets no write deadline (one per batch cost a timer update per
-// delivery): a writer blocked on a peer that stopped reading is released
-// when the session closes, by a queue overflow (closeHard closes the
-// socket) or by the missing pong (closeWithFrame sets a short deadline
-// first), and the heartbeat keeps queueing pings, so one of the two comes.
-func (s *Session) writeLoop(c *wsConn) {
-	for {
-		s.mu.Lock()
-		// A cork stops the writer too (it may have been running when the
-		// cork came); closing overrides it.
-		if len(s.queue) == 0 || (s.closed && !s.keepQueue) || (s.corked > 0 && !s.closed) {
-			s.writing = false
-			closing := s.closed
-			s.mu.Unlock()
-			if closing {
-				c.closeWithFrame(wsCloseNormal)
-			}
-			return
-		}
-		batch := s.queue
-		s.queue = s.spare[:0]
-		s.spare = nil
-		s.mu.Unlock()
-
-		c.wmu.Lock()
-		bufs := c.bufs[:0]
-		for _, p := range batch {
-			bufs = append(bufs, p.wsBytes())
-		}
-		c.bufs = bufs
-		c.nb = bufs
-		_, err := c.nb.WriteTo(c.conn)
-		clear(bufs)
-		c.nb = nil
-		c.wmu.Unlock()
-
-		clear(batch)
-		s.mu.Lock()
-		if s.spare == nil {
-			s.spare = batch[:0]
-		}
-		if err != nil {
-			s.writing = false
-			s.mu.Unlock()
-			s.srv.log.Debug("engine.io websocket write", "sid", s.id, "err", err)
-			s.close("transport error", closeHard)
-			return
-		}
-		s.mu.Unlock()
 	}
 }

@@ -68,6 +68,8 @@ type MemoryAdapter struct {
 	// own maps a socket id to the socket while it is in its own room.
 	own map[string]*Socket
 	seq uint64
+	// Counters for Server.Stats.
+	broadcasts, receivers uint64
 	// hist is set by EnableRecovery: broadcasts then carry offsets.
 	hist atomic.Pointer[history]
 }
@@ -175,6 +177,7 @@ func (a *MemoryAdapter) Broadcast(p *parser.Packet, opts BroadcastOptions) error
 	pkts := encode(p)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.broadcasts++
 	a.seq++
 	seq := a.seq
 	// Stamping the excluded sockets first makes them look already served.
@@ -189,6 +192,7 @@ func (a *MemoryAdapter) Broadcast(p *parser.Packet, opts BroadcastOptions) error
 	if len(opts.Rooms) == 0 {
 		for s := range a.sids {
 			if s.stamp != seq {
+				a.receivers++
 				s.deliver(pkts, off)
 			}
 		}
@@ -197,11 +201,13 @@ func (a *MemoryAdapter) Broadcast(p *parser.Packet, opts BroadcastOptions) error
 	for _, r := range opts.Rooms {
 		if s := a.own[r]; s != nil && s.stamp != seq {
 			s.stamp = seq
+			a.receivers++
 			s.deliver(pkts, off)
 		}
 		for s := range a.rooms[r] {
 			if s.stamp != seq {
 				s.stamp = seq
+				a.receivers++
 				s.deliver(pkts, off)
 			}
 		}

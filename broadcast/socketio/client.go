@@ -92,6 +92,7 @@ func (c *client) connect(p *parser.Packet) {
 		id:     newSocketID(),
 		nsp:    nsp,
 		client: c,
+		sess:   c.sess,
 		handshake: Handshake{
 			Auth: auth, Header: hi.Header, Query: hi.Query, RemoteAddr: hi.RemoteAddr, Time: time.Now(),
 		},

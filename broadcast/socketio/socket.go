@@ -48,6 +48,17 @@ type pendingAck struct {
 // Socket is one client connected to one namespace. Its methods are safe for
 // concurrent use.
 type Socket struct {
+	// What a broadcast touches comes first: the adapter's stamp, the
+	// catch-up check and the session, in one cache line.
+	//
+	// stamp is the sequence number of the last broadcast of this socket's
+	// adapter that reached (or excluded) it; only the adapter touches it,
+	// under its lock.
+	stamp uint64
+	// catchup is set while a restored socket's missed broadcasts are read.
+	catchup atomic.Pointer[catchup]
+	sess    *engineio.Session // client.sess
+
 	id        string
 	nsp       *Namespace
 	client    *client
@@ -62,15 +73,8 @@ type Socket struct {
 	nextAck      int64
 	data         any
 
-	// stamp is the sequence number of the last broadcast of this socket's
-	// adapter that reached (or excluded) it; only the adapter touches it,
-	// under its lock.
-	stamp uint64
-
 	// rec is nil unless recovery is on.
 	rec *sockRecovery
-	// catchup is set while a restored socket's missed broadcasts are read.
-	catchup atomic.Pointer[catchup]
 }
 
 // sockRecovery is a socket's connection-state-recovery bookkeeping.
@@ -433,7 +437,7 @@ func (s *Socket) deliver(pkts []*engineio.Packet, offset string) {
 	if c := s.catchup.Load(); c != nil && c.hold(pkts, offset) {
 		return
 	}
-	s.client.sess.Send(pkts...)
+	s.sess.Send(pkts...)
 }
 
 // onPacket handles a decoded packet addressed to this socket.

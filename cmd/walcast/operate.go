@@ -77,11 +77,14 @@ func (s *server) attachAdminUI() error {
 	if !s.cfg.adminUI() {
 		return nil
 	}
-	// MERGE(issue-13): with engineio.Server.Stats, give the UI its
-	// traffic chart: Traffic: func() adminui.Traffic { st :=
-	// s.hub.Server().EngineIO().Stats(); return adminui.Traffic{PacketsOut:
-	// st.Delivered, BytesOut: st.BytesWritten} } (Stats counts nothing in).
+	eio := s.hub.Server().EngineIO()
 	ui, err := adminui.Attach(s.hub.Server(), adminui.Config{
+		// The Engine.IO server counts what it sends, not what it receives:
+		// the UI's charts show packets and bytes out.
+		Traffic: func() adminui.Traffic {
+			st := eio.Stats()
+			return adminui.Traffic{PacketsOut: st.Delivered, BytesOut: st.BytesWritten}
+		},
 		Username:     s.cfg.AdminUIUsername,
 		PasswordHash: s.cfg.AdminUIPasswordHash,
 		AllowChanges: s.cfg.AdminUIAllowChanges,

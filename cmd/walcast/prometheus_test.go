@@ -144,6 +144,11 @@ func TestPrometheusScrapesWalcast(t *testing.T) {
 		waitFor(tc.what, tc.expr, equals(tc.want))
 	}
 	waitFor("transactions read", `walcast_replication_transactions_total`, func(v float64) bool { return v >= members+donations+2 })
+	// Each of the 20 staff sockets got every member event (and more
+	// packets besides: connects, offsets, pings), each over 100 bytes.
+	waitFor("deliveries", `walcast_deliveries_total`, func(v float64) bool { return v >= 20*members })
+	waitFor("bytes delivered", `walcast_delivered_bytes_total`, func(v float64) bool { return v >= 20*members*100 })
+	waitFor("no slow consumer", `walcast_slow_consumer_cuts_total`, equals(0))
 	waitFor("publishes timed", `walcast_redis_publish_duration_seconds_count`, above(0))
 	waitFor("stream entries", `walcast_redis_stream_length`, above(members))
 	waitFor("rooms", `walcast_rooms{namespace="/"}`, above(0))

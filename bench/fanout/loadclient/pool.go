@@ -1,6 +1,9 @@
 // Package loadclient is the benchmark's cheap Socket.IO client: thousands of
 // WebSocket connections speaking just enough Engine.IO v4 / Socket.IO v5 to
-// join the default namespace, answer pings and count "tick" events.
+// join the default namespace, answer pings and count "tick" events; or, for
+// the Centrifuge reference server, just enough of Centrifuge's JSON protocol
+// to connect, subscribe to the one channel, answer pings and count the
+// pushes of tick publications.
 //
 // It exists so the client is not the bottleneck when a server's fan-out is
 // measured on a small machine. Each worker goroutine owns many connections
@@ -27,7 +30,11 @@ import (
 // Config says where to connect and how to spread the work.
 type Config struct {
 	Addr string // "127.0.0.1:port"
-	Path string // Engine.IO path, default "/socket.io/"
+	// Protocol is SocketIO (the default) or Centrifuge.
+	Protocol Protocol
+	// Path is the WebSocket endpoint, default "/socket.io/" for Socket.IO
+	// and "/connection/websocket" for Centrifuge.
+	Path string
 	// Workers is the number of epoll goroutines sharing the connections.
 	// Default 2.
 	Workers int
@@ -54,9 +61,27 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Protocol is what a pool's connections speak.
+type Protocol int
+
+const (
+	// SocketIO is Engine.IO v4 / Socket.IO v5 on the default namespace.
+	SocketIO Protocol = iota
+	// Centrifuge is Centrifuge's JSON protocol (v2): connect, then
+	// subscribe to channel "bench", whose publications are ticks.
+	Centrifuge
+)
+
+// centrifugeJoin is what a Centrifuge client sends once upgraded: the
+// connect and subscribe commands, newline-delimited in one frame.
+const centrifugeJoin = `{"id":1,"connect":{}}` + "\n" + `{"id":2,"subscribe":{"channel":"bench"}}`
+
 func (c *Config) applyDefaults() {
 	if c.Path == "" {
 		c.Path = "/socket.io/"
+		if c.Protocol == Centrifuge {
+			c.Path = "/connection/websocket"
+		}
 	}
 	if c.Workers <= 0 {
 		c.Workers = 2
@@ -143,7 +168,7 @@ func (p *Pool) ramp(ctx context.Context, addr netip.AddrPort, n int) error {
 				if p.cfg.ReadRate > 0 {
 					rcvbuf = 4096 // the kernel doubles it
 				}
-				fd, leftover, err := handshake(addr, p.cfg.Path, rcvbuf, p.cfg.Auth)
+				fd, leftover, err := handshake(addr, p.cfg.Protocol, p.cfg.Path, rcvbuf, p.cfg.Auth)
 				if err != nil {
 					cancel(fmt.Errorf("client %d: %w", i, err))
 					continue
@@ -233,9 +258,10 @@ func (p *Pool) Close() {
 // handshake opens a TCP socket, performs the WebSocket upgrade for an
 // Engine.IO websocket-only session, sends the namespace CONNECT and returns
 // the socket in non-blocking mode with the bytes read past the open packet.
+// For Centrifuge it upgrades and sends the connect and subscribe commands.
 // rcvbuf > 0 sets SO_RCVBUF before connecting; auth, when set, travels in
 // the CONNECT packet.
-func handshake(addr netip.AddrPort, path string, rcvbuf int, auth []byte) (fd int, leftover []byte, err error) {
+func handshake(addr netip.AddrPort, proto Protocol, path string, rcvbuf int, auth []byte) (fd int, leftover []byte, err error) {
 	fd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, nil, fmt.Errorf("socket: %w", err)
@@ -261,7 +287,11 @@ func handshake(addr netip.AddrPort, path string, rcvbuf int, auth []byte) (fd in
 		return -1, nil, fmt.Errorf("connect %v: %w", addr, err)
 	}
 	key, accept := newWebSocketKey()
-	req := "GET " + path + "?EIO=4&transport=websocket HTTP/1.1\r\n" +
+	target := path + "?EIO=4&transport=websocket"
+	if proto == Centrifuge {
+		target = path
+	}
+	req := "GET " + target + " HTTP/1.1\r\n" +
 		"Host: " + addr.String() + "\r\n" +
 		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -274,6 +304,16 @@ func handshake(addr netip.AddrPort, path string, rcvbuf int, auth []byte) (fd in
 	}
 	if err := checkUpgradeResponse(resp, accept); err != nil {
 		return -1, nil, err
+	}
+	if proto == Centrifuge {
+		// The replies are read by the worker.
+		if err := writeAll(fd, appendClientFrame(nil, opText, []byte(centrifugeJoin), [4]byte{1, 2, 3, 4})); err != nil {
+			return -1, nil, fmt.Errorf("send connect and subscribe: %w", err)
+		}
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			return -1, nil, fmt.Errorf("set non-blocking: %w", err)
+		}
+		return fd, rest, nil
 	}
 	// Join the default namespace once the Engine.IO open packet is in, as
 	// socket.io-client does; the namespace's answer is read by the worker.

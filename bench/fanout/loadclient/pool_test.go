@@ -35,13 +35,47 @@ func startNodeServer(t *testing.T) *serverproc.Proc {
 	return p
 }
 
+// startCentrifugeServer builds and runs the benchmark's Centrifuge
+// reference server (its own module in ../centrifuge).
+func startCentrifugeServer(t *testing.T) *serverproc.Proc {
+	t.Helper()
+	dir, err := filepath.Abs("../centrifuge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	bin := filepath.Join(t.TempDir(), "centrifuge-bench-server")
+	if err := serverproc.BuildGo(ctx, dir, ".", bin); err != nil {
+		t.Fatal(err)
+	}
+	p, err := serverproc.Start(ctx, "centrifuge", dir, nil, bin, "-addr", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}
+
 func TestPoolCountsEveryBroadcast(t *testing.T) {
-	srv := startNodeServer(t)
+	for _, tt := range []struct {
+		name  string
+		start func(*testing.T) *serverproc.Proc
+		proto Protocol
+	}{
+		{"socket.io", startNodeServer, SocketIO},
+		{"centrifuge", startCentrifugeServer, Centrifuge},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testPoolCounts(t, tt.start(t), tt.proto) })
+	}
+}
+
+func testPoolCounts(t *testing.T, srv *serverproc.Proc, proto Protocol) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const clients = 300
 	pool, err := Dial(ctx, Config{
 		Addr:         srv.Addr,
+		Protocol:     proto,
 		Workers:      3,
 		DialParallel: 16,
 		LatencyEvery: 100,

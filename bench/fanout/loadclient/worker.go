@@ -191,6 +191,17 @@ func (w *worker) handle(c *conn, op byte, payload []byte) bool {
 	if len(payload) == 0 {
 		return true
 	}
+	if w.pool.cfg.Protocol == Centrifuge {
+		// Several messages may share a frame, one per line.
+		for len(payload) > 0 {
+			msg, rest, _ := bytes.Cut(payload, []byte{'\n'})
+			if !w.handleCentrifuge(c, msg) {
+				return false
+			}
+			payload = rest
+		}
+		return true
+	}
 	switch payload[0] {
 	case '4': // Engine.IO message: a Socket.IO packet follows
 		if len(payload) > 1 && payload[1] == '2' {
@@ -220,13 +231,39 @@ func (w *worker) handle(c *conn, op byte, payload []byte) bool {
 	return true
 }
 
+// handleCentrifuge acts on one Centrifuge JSON message; false when the
+// connection is gone.
+func (w *worker) handleCentrifuge(c *conn, msg []byte) bool {
+	switch {
+	case bytes.HasPrefix(msg, []byte(`{"push":{"channel":`)):
+		rung, ts, err := tick.PushHeader(msg)
+		w.count(c, rung, ts, err, bytes.HasPrefix(msg, []byte(tick.PushPrefix)))
+	case string(msg) == "{}": // server ping: the pong is an empty command
+		return w.send(c, opText, []byte("{}"))
+	case bytes.HasPrefix(msg, []byte(`{"id":2,"subscribe":`)) && !c.joined:
+		c.joined = true
+		w.pool.connected.Add(1)
+	case bytes.HasPrefix(msg, []byte(`{"id":1,"connect":`)):
+	case bytes.HasPrefix(msg, []byte(`{"push":{"disconnect":`)), bytes.Contains(msg, []byte(`"error":`)):
+		w.kill(c, fmt.Sprintf("centrifuge message %q", msg))
+		return false
+	}
+	return true
+}
+
 func (w *worker) countTick(c *conn, payload []byte) {
 	rung, ts, err := tick.Header(payload)
+	w.count(c, rung, ts, err, bytes.HasPrefix(payload, []byte(`42["tick"`)))
+}
+
+// count counts one tick of rung, sent at ts (wall clock, ns). A message
+// that claims to be a tick (ours) but cannot be read, or whose rung is out
+// of range, is a stray; one that is not a tick at all is ignored.
+func (w *worker) count(c *conn, rung int, ts int64, err error, ours bool) {
 	if err != nil || rung >= len(w.counts) {
-		if !bytes.HasPrefix(payload, []byte(`42["tick"`)) {
-			return // some other event: not ours to count
+		if ours {
+			w.pool.strays.Add(1)
 		}
-		w.pool.strays.Add(1)
 		return
 	}
 	w.counts[rung]++

@@ -172,6 +172,20 @@ func (p *Proc) call(ctx context.Context, method, path string, out any) error {
 	return nil
 }
 
+// BuildGo builds the Go package pkg of the module in moduleDir into the
+// binary out. The Centrifuge reference server is a module of its own, so
+// it is built from its directory (where its go.work joins it to walcast's
+// module).
+func BuildGo(ctx context.Context, moduleDir, pkg, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = moduleDir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build %s in %s: %w", pkg, moduleDir, err)
+	}
+	return nil
+}
+
 // EnsureNodeModules runs `npm ci` in dir when its node_modules is missing.
 func EnsureNodeModules(ctx context.Context, dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules")); err == nil {

@@ -6,7 +6,8 @@
 //	{"rung":3,"seq":17,"ts":1732572366123456789,"pad":"xxxx…"}
 //
 // The Node reference server (bench/fanout/node/server.js) writes the same
-// layout; both are emitted as the Socket.IO event ["tick", <object>].
+// layout; the Socket.IO servers emit it as the event ["tick", <object>], the
+// Centrifuge server publishes the object itself to channel "bench".
 package tick
 
 import (
@@ -37,7 +38,11 @@ func Append(dst []byte, rung, seq int, ts int64, size int) []byte {
 
 // eventPrefix is how a Socket.IO EVENT for the default namespace carrying a
 // tick starts, after the Engine.IO message type "4".
-const eventPrefix = `2["tick",{"rung":`
+const eventPrefix = `2["tick",`
+
+// PushPrefix is how a Centrifuge JSON push of a tick published to channel
+// "bench" starts: the publication's data is the tick object itself.
+const PushPrefix = `{"push":{"channel":"bench","pub":{"data":`
 
 var errNotTick = errors.New("not a tick event")
 
@@ -48,7 +53,25 @@ func Header(msg []byte) (rung int, ts int64, err error) {
 	if len(msg) < 1+len(eventPrefix) || msg[0] != '4' || string(msg[1:1+len(eventPrefix)]) != eventPrefix {
 		return 0, 0, errNotTick
 	}
-	rest := msg[1+len(eventPrefix):]
+	return Fields(msg[1+len(eventPrefix):])
+}
+
+// PushHeader reads rung and ts from one Centrifuge JSON push of a tick
+// (PushPrefix, then the object).
+func PushHeader(msg []byte) (rung int, ts int64, err error) {
+	if len(msg) < len(PushPrefix) || string(msg[:len(PushPrefix)]) != PushPrefix {
+		return 0, 0, errNotTick
+	}
+	return Fields(msg[len(PushPrefix):])
+}
+
+// Fields reads rung and ts from the start of a tick object,
+// `{"rung":3,"seq":17,"ts":…`, whatever follows them.
+func Fields(obj []byte) (rung int, ts int64, err error) {
+	rest, err := skipLiteral(obj, `{"rung":`)
+	if err != nil {
+		return 0, 0, errNotTick
+	}
 	r, rest, err := leadingInt(rest)
 	if err != nil {
 		return 0, 0, err

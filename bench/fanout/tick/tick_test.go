@@ -29,17 +29,35 @@ func TestAppendIsValidJSONOfRequestedSize(t *testing.T) {
 	}
 }
 
+// headerCase is one message for Header or PushHeader.
+type headerCase struct {
+	name     string
+	msg      string
+	wantRung int
+	wantTS   int64
+	wantErr  bool
+}
+
+func checkHeaders(t *testing.T, decode func([]byte) (int, int64, error), tests []headerCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rung, ts, err := decode([]byte(tt.msg))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err == nil && (rung != tt.wantRung || ts != tt.wantTS) {
+				t.Errorf("got rung %d ts %d, want %d %d", rung, ts, tt.wantRung, tt.wantTS)
+			}
+		})
+	}
+}
+
 func TestHeader(t *testing.T) {
 	obj := Append(nil, 7, 1, 1732572366123456789, 300)
 	valid := append([]byte(`42["tick",`), obj...)
 	valid = append(valid, ']')
-	tests := []struct {
-		name     string
-		msg      string
-		wantRung int
-		wantTS   int64
-		wantErr  bool
-	}{
+	checkHeaders(t, Header, []headerCase{
 		{"full event", string(valid), 7, 1732572366123456789, false},
 		{"truncated after ts digits", `42["tick",{"rung":0,"seq":0,"ts":5`, 0, 5, false},
 		{"other event", `42["tock",{"rung":1,"seq":0,"ts":5}]`, 0, 0, true},
@@ -49,18 +67,7 @@ func TestHeader(t *testing.T) {
 		{"negative rung", `42["tick",{"rung":-1,"seq":0,"ts":5}]`, 0, 0, true},
 		{"ts overflow", `42["tick",{"rung":1,"seq":0,"ts":99999999999999999999}]`, 0, 0, true},
 		{"empty", ``, 0, 0, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rung, ts, err := Header([]byte(tt.msg))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-			if err == nil && (rung != tt.wantRung || ts != tt.wantTS) {
-				t.Errorf("got rung %d ts %d, want %d %d", rung, ts, tt.wantRung, tt.wantTS)
-			}
-		})
-	}
+	})
 }
 
 // FuzzHeader: Header reads bytes off the network, so it must never panic and
@@ -117,4 +124,52 @@ func hasDuplicateKeys(obj []byte) bool {
 		}
 	}
 	return false
+}
+
+func TestPushHeader(t *testing.T) {
+	obj := Append(nil, 3, 9, 1732572366123456789, 300)
+	valid := append([]byte(PushPrefix), obj...)
+	valid = append(valid, "}}}"...)
+	checkHeaders(t, PushHeader, []headerCase{
+		{"full push", string(valid), 3, 1732572366123456789, false},
+		{"other channel", `{"push":{"channel":"other","pub":{"data":{"rung":1,"seq":0,"ts":5}}}}`, 0, 0, true},
+		{"ping", `{}`, 0, 0, true},
+		{"connect reply", `{"id":1,"connect":{"client":"x"}}`, 0, 0, true},
+		{"data not a tick", PushPrefix + `"text"}}}`, 0, 0, true},
+		{"socket.io event", `42["tick",{"rung":1,"seq":0,"ts":5}]`, 0, 0, true},
+	})
+}
+
+// FuzzPushHeader: pushes come off the network too; whatever PushHeader
+// accepts in a complete push must match a JSON parse of it.
+func FuzzPushHeader(f *testing.F) {
+	f.Add([]byte(PushPrefix + `{"rung":7,"seq":1,"ts":1732572366123456789,"pad":"xx"}}}}`))
+	f.Add([]byte(PushPrefix))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		rung, ts, err := PushHeader(msg)
+		if err != nil {
+			return
+		}
+		if rung < 0 || ts < 0 {
+			t.Fatalf("accepted negative rung %d / ts %d", rung, ts)
+		}
+		var push struct {
+			Push struct {
+				Pub struct {
+					Data json.RawMessage `json:"data"`
+				} `json:"pub"`
+			} `json:"push"`
+		}
+		if json.Unmarshal(msg, &push) != nil || hasDuplicateKeys(push.Push.Pub.Data) {
+			return
+		}
+		var v struct {
+			Rung int   `json:"rung"`
+			TS   int64 `json:"ts"`
+		}
+		if json.Unmarshal(push.Push.Pub.Data, &v) == nil && (v.Rung != rung || v.TS != ts) {
+			t.Fatalf("PushHeader says rung %d ts %d, JSON says %d %d", rung, ts, v.Rung, v.TS)
+		}
+	})
 }

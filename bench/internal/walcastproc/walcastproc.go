@@ -14,15 +14,22 @@ import (
 	"time"
 )
 
-// Build compiles cmd/walcast into dir and returns the binary's path.
-func Build(dir string) (string, error) {
-	bin := filepath.Join(dir, "walcast")
+// Build compiles cmd/walcast into a temporary directory and returns the
+// binary's path and a function that removes it.
+func Build() (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "walcast-bench-")
+	if err != nil {
+		return "", nil, fmt.Errorf("build walcast: %w", err)
+	}
+	remove = func() { _ = os.RemoveAll(dir) }
+	bin = filepath.Join(dir, "walcast")
 	build := exec.Command("go", "build", "-o", bin, "github.com/walcast/walcast/cmd/walcast")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		return "", fmt.Errorf("build walcast: %w", err)
+		remove()
+		return "", nil, fmt.Errorf("build walcast: %w", err)
 	}
-	return bin, nil
+	return bin, remove, nil
 }
 
 // FreeAddr returns a 127.0.0.1 address with a port free at the time of the

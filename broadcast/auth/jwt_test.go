@@ -68,7 +68,7 @@ func TestVerifyHS256(t *testing.T) {
 	// Why each refusal is counted (FailureReason).
 	reasons := map[string]string{
 		"empty": ReasonNoToken, "blank": ReasonNoToken, "garbage": ReasonMalformed,
-		"wrong secret": ReasonBadSignature, "expired": ReasonExpired, "alg none": ReasonBadSignature,
+		"wrong secret": ReasonBadSignature, "expired": ReasonExpired, "expired less than the leeway ago": ReasonExpired, "alg none": ReasonBadSignature,
 		"HS512 with the same secret": ReasonBadSignature, "RS256 when HS256 configured": ReasonBadSignature,
 		"not yet valid": ReasonNotYetValid, "no id nor sub": ReasonClaims, "id of wrong type": ReasonClaims,
 		"fractional id": ReasonClaims, "role of wrong type": ReasonClaims,

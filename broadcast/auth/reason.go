@@ -17,12 +17,16 @@ const (
 	ReasonClaims       = "claims" // signed and current, but without a usable id, role or member id
 )
 
+// errExpired: a token that the JWT library's leeway let through has
+// expired by this process's clock.
+var errExpired = errors.New("token expired")
+
 // FailureReason says why Verify returned err.
 func FailureReason(err error) string {
 	switch {
 	case errors.Is(err, ErrNoToken):
 		return ReasonNoToken
-	case errors.Is(err, jwt.ErrTokenExpired):
+	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, errExpired):
 		return ReasonExpired
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return ReasonNotYetValid

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/walcast/walcast/broadcast/redisadapter"
+	"github.com/walcast/walcast/broadcast/socketio"
 )
 
 // ClusterAdapter names how instances share events through Redis.
@@ -40,6 +42,11 @@ type Cluster struct {
 	// transactions (streams only; required with them): use one per source
 	// of positions, such as one per replication slot.
 	MarkKey string
+	// LocalNamespaces stay off Redis: their sockets and broadcasts are
+	// this instance's alone (an operator tool each instance serves for
+	// itself, such as the Admin UI's namespace). They also stay out of the
+	// stream that Node peers read.
+	LocalNamespaces []string
 	// OnState, when set, receives the State of every transaction any
 	// instance publishes, on every instance, in transaction order, after
 	// its events and before its revocations: in memory when Publish runs;
@@ -75,7 +82,7 @@ func Open(ctx context.Context, cfg Config, cluster Cluster) (*Hub, error) {
 		if err != nil {
 			return nil, fmt.Errorf("connect the Redis stream adapter: %w", err)
 		}
-		cfg.NewAdapter = streams.NewAdapter
+		cfg.NewAdapter = cluster.localFirst(streams.NewAdapter)
 		h := New(cfg)
 		h.streams = streams
 		h.carrier = &streamsCarrier{streams: streams, client: cluster.Redis, markKey: cluster.MarkKey, log: log}
@@ -85,10 +92,31 @@ func Open(ctx context.Context, cfg Config, cluster Cluster) (*Hub, error) {
 			return nil, fmt.Errorf("connect the Redis pub/sub adapter: %w", err)
 		}
 		pubsub := redisadapter.NewPubSub(cluster.Redis, redisadapter.PubSubOptions{Logger: log, OnState: cluster.OnState})
-		cfg.NewAdapter = pubsub.NewAdapter
+		cfg.NewAdapter = cluster.localFirst(pubsub.NewAdapter)
 		h := New(cfg)
 		h.carrier = pubsubCarrier{hub: h, pubsub: pubsub}
 		return h, nil
 	}
 	return nil, fmt.Errorf("open hub: cluster adapter %q is not %s or %s", cluster.Adapter, AdapterStreams, AdapterPubSub)
+}
+
+// localFirst gives LocalNamespaces a memory adapter and the others the
+// cluster's.
+func (c Cluster) localFirst(shared func(*socketio.Namespace) socketio.Adapter) func(*socketio.Namespace) socketio.Adapter {
+	return func(n *socketio.Namespace) socketio.Adapter {
+		if slices.Contains(c.LocalNamespaces, n.Name()) {
+			return socketio.NewMemoryAdapter()
+		}
+		return shared(n)
+	}
+}
+
+// StreamLength is the number of entries in the Redis events stream; ok is
+// false when the hub has no stream (in memory, or pub/sub).
+func (h *Hub) StreamLength(ctx context.Context) (n int64, ok bool, err error) {
+	if h.streams == nil {
+		return 0, false, nil
+	}
+	n, err = h.streams.Length(ctx)
+	return n, err == nil, err
 }

@@ -160,6 +160,14 @@ func TestPublishThroughRedis(t *testing.T) {
 			if got := a.GroupsTransactions(); got != (adapter == broadcast.AdapterStreams) {
 				t.Errorf("GroupsTransactions = %v", got)
 			}
+			n, hasStream, err := b.StreamLength(ctx)
+			if adapter == broadcast.AdapterPubSub {
+				if hasStream || err != nil {
+					t.Errorf("StreamLength with pub/sub: %d %v %v, want none", n, hasStream, err)
+				}
+			} else if !hasStream || err != nil || n != 4 {
+				t.Errorf("StreamLength = %d %v %v, want the two transactions' 4 entries", n, hasStream, err)
+			}
 			pos, ok, err := b.PublishedPosition(ctx)
 			if adapter == broadcast.AdapterPubSub {
 				if ok || err != nil {
@@ -179,6 +187,58 @@ func TestPublishThroughRedis(t *testing.T) {
 				t.Fatalf("Publish of a published and a new transaction = %v, %v; want [false true]", delivered, err)
 			}
 			expect(t, "admin", c, `2["fresh"]`)
+		})
+	}
+}
+
+// TestLocalNamespaces: a namespace kept local has a memory adapter and its
+// broadcasts do not reach the other instances, while the main one's do.
+func TestLocalNamespaces(t *testing.T) {
+	for _, adapter := range []broadcast.ClusterAdapter{broadcast.AdapterStreams, broadcast.AdapterPubSub} {
+		t.Run(string(adapter), func(t *testing.T) {
+			rs := redistest.Run(t, redistest.Options{})
+			rdb, err := redisadapter.NewClient(rs.URL(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rdb.Close()
+			ctx := context.Background()
+			cluster := broadcast.Cluster{Redis: rdb, Adapter: adapter, MarkKey: "walcast:mark:test", LocalNamespaces: []string{"/admin"}}
+			a, err := broadcast.Open(ctx, broadcast.Config{}, cluster)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := broadcast.Open(ctx, broadcast.Config{}, cluster)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range []*broadcast.Hub{a, b} {
+				if _, ok := h.Namespace("/admin").Adapter().(*socketio.MemoryAdapter); !ok {
+					t.Fatalf("/admin adapter %T, want the memory adapter", h.Namespace("/admin").Adapter())
+				}
+				if _, ok := h.Namespace("/").Adapter().(*socketio.MemoryAdapter); ok {
+					t.Fatal("/ got a memory adapter in a cluster")
+				}
+			}
+			serveHub(t, a)
+			addrB := serveHub(t, b)
+			// One connection in both namespaces of b: what reaches it
+			// through Redis arrives in publish order.
+			c := dialRooms(t, addrB)
+			if got, err := c.Connect("/admin", ""); err != nil || !strings.HasPrefix(got, `0/admin,{"sid":`) {
+				t.Fatalf("connect /admin: %q %v", got, err)
+			}
+			if err := a.Emit(ctx, broadcast.Event{Namespace: "/admin", Name: "local"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Emit(ctx, broadcast.Event{Name: "shared"}); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, "b's socket", c, `2["shared"]`)
+			if err := b.Emit(ctx, broadcast.Event{Namespace: "/admin", Name: "mine"}); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, "b's /admin socket", c, `2/admin,["mine"]`)
 		})
 	}
 }

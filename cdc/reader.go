@@ -129,8 +129,9 @@ func NewReader(cfg Config) *Reader {
 }
 
 func (r *Reader) setState(s State) {
-	if State(r.state.Swap(int32(s))) != s {
+	if from := State(r.state.Swap(int32(s))); from != s {
 		r.stateSince.Store(time.Now().UnixNano())
+		r.cfg.Observer.StateChanged(from, s)
 	}
 }
 
@@ -157,13 +158,15 @@ func (r *Reader) Run(ctx context.Context, c Consumer) error {
 		r.mu.Lock()
 		r.lastErr = err
 		r.mu.Unlock()
+		if err != nil && !slotHeld(err) {
+			r.cfg.Observer.SessionFailed(err)
+		}
 		// Only a session that streamed for a while resets the backoff, so
 		// a connection that fails right after starting is not hammered.
 		if streamed && time.Since(began) > 5*time.Second {
 			backoff = minBackoff
 		}
 		wait := backoff
-		var pgErr *pgconn.PgError
 		switch {
 		case err == nil:
 			// The server ended the stream without an error; reconnect.
@@ -171,7 +174,7 @@ func (r *Reader) Run(ctx context.Context, c Consumer) error {
 		case isFatal(err):
 			log.Error("replication stopped", "err", err)
 			return err
-		case errors.As(err, &pgErr) && pgErr.Code == "55006":
+		case slotHeld(err):
 			if r.State() != StateStandby {
 				log.Info("replication slot is held by another reader: standing by", "slot", r.cfg.Slot, "retry", r.cfg.StandbyRetry)
 			}
@@ -715,7 +718,7 @@ func (r *Reader) deliver(ctx context.Context, c Consumer, h *handoff) (err error
 	flush := func() error {
 		if err := gc.Flush(ctx); err != nil {
 			first, last := deferred[0], deferred[len(deferred)-1]
-			return fmt.Errorf("consumer flush of %d transactions (commit %s to %s): %w", len(deferred), first.CommitLSN, last.CommitLSN, err)
+			return consumerError{fmt.Errorf("consumer flush of %d transactions (commit %s to %s): %w", len(deferred), first.CommitLSN, last.CommitLSN, err)}
 		}
 		now := time.Now()
 		for _, tx := range deferred {
@@ -782,7 +785,7 @@ func (r *Reader) deliver(ctx context.Context, c Consumer, h *handoff) (err error
 				if ctx.Err() != nil {
 					return nil
 				}
-				return fmt.Errorf("consumer %s (xid %d, commit %s): %w", msg.Kind, msg.Tx.XID, msg.Tx.CommitLSN, err)
+				return consumerError{fmt.Errorf("consumer %s (xid %d, commit %s): %w", msg.Kind, msg.Tx.XID, msg.Tx.CommitLSN, err)}
 			}
 		}
 		// Drop the references so delivered changes can be collected.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -342,7 +343,10 @@ func TestTwoReadersFailover(t *testing.T) {
 	a, b := &recorder{}, &recorder{}
 	ra := startReader(t, cfg, a)
 	eventually(t, 30*time.Second, "reader A to lead", func() bool { return ra.r.State() == StateLeader })
-	rb := startReader(t, cfg, b)
+	obsB := &observed{}
+	cfgB := cfg
+	cfgB.Observer = obsB
+	rb := startReader(t, cfgB, b)
 	eventually(t, 30*time.Second, "reader B to stand by", func() bool { return rb.r.State() == StateStandby })
 
 	w := newWriter()
@@ -375,6 +379,15 @@ func TestTwoReadersFailover(t *testing.T) {
 		t.Errorf("%d rows delivered twice after a clean handover (A confirmed before leaving)", dups)
 	}
 	checkTxShape(t, b.txs())
+	// B's observer saw it stand by, then lead: a takeover, with no failed
+	// session (finding the slot held is standing by, not failing).
+	states, kinds := obsB.snapshot()
+	if i := slices.Index(states, StateStandby); i < 0 || !slices.Contains(states[i:], StateLeader) {
+		t.Errorf("B's observed states %v: want standby, then leader", states)
+	}
+	if len(kinds) != 0 {
+		t.Errorf("B's observer heard of failed sessions %v while it stood by", kinds)
+	}
 }
 
 func TestPostgresRestartMidStream(t *testing.T) {
@@ -577,6 +590,8 @@ func TestConsumerErrorRedelivers(t *testing.T) {
 		}
 		return nil
 	}
+	obs := &observed{}
+	cfg.Observer = obs
 	rr := startReader(t, cfg, rec)
 	mustExec(t, conn, "INSERT INTO items VALUES (1)")
 	mustExec(t, conn, "INSERT INTO items VALUES (2)")
@@ -590,6 +605,9 @@ func TestConsumerErrorRedelivers(t *testing.T) {
 	}
 	if st := rr.r.Status(); st.LastError == nil || !strings.Contains(st.LastError.Error(), "redis is down") {
 		t.Errorf("last error %v", st.LastError)
+	}
+	if _, kinds := obs.snapshot(); !slices.Equal(kinds, []string{ErrorDelivery, ErrorDelivery}) {
+		t.Errorf("observed failed sessions %v, want two refusals by the consumer (%s)", kinds, ErrorDelivery)
 	}
 }
 

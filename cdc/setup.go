@@ -101,6 +101,9 @@ type Config struct {
 	// (default 10 s).
 	MaxBackoff time.Duration
 	Logger     *slog.Logger
+	// Observer, when set, hears of the reader's state changes and failed
+	// sessions (metrics).
+	Observer Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -121,6 +124,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	return c
 }
@@ -331,10 +337,11 @@ func writeMarker(ctx context.Context, conn *pgx.Conn, publication string, m mark
 // ensurePublication creates the publication when absent, or checks that
 // the existing one publishes exactly the configured tables and columns.
 func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg Config, serverVersion int) (created bool, err error) {
-	var allTables, ins, upd, del, trunc bool
-	err = conn.QueryRow(ctx, "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1",
-		cfg.Publication).Scan(&allTables, &ins, &upd, &del, &trunc)
-	if errors.Is(err, pgx.ErrNoRows) {
+	pub, err := inspectPublication(ctx, conn, cfg, serverVersion)
+	if err != nil {
+		return false, fmt.Errorf("setup: %w", err)
+	}
+	if !pub.exists {
 		sql := createPublicationSQL(cfg)
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			var pgErr *pgconn.PgError
@@ -350,13 +357,35 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg Config, serverVe
 		cfg.Logger.Info("created publication", "publication", cfg.Publication, "sql", sql)
 		return true, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("setup: look up publication %q: %w", cfg.Publication, err)
+	if len(pub.diffs) == 0 {
+		return false, nil
 	}
+	return false, fmt.Errorf("setup: publication %q differs from walcast's configuration: %s. To make it match, run:\n  %s;",
+		cfg.Publication, strings.Join(pub.diffs, "; "), alterPublicationSQL(cfg, pub.allTables))
+}
 
-	var diffs []string
-	if allTables {
-		diffs = append(diffs, "it is FOR ALL TABLES (walcast would receive every table's changes, secret columns included)")
+// publicationState is how an existing publication differs from the
+// configuration.
+type publicationState struct {
+	exists, allTables bool
+	diffs             []string
+}
+
+// inspectPublication compares the publication with cfg.
+func inspectPublication(ctx context.Context, conn *pgx.Conn, cfg Config, serverVersion int) (publicationState, error) {
+	var st publicationState
+	var ins, upd, del, trunc bool
+	err := conn.QueryRow(ctx, "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1",
+		cfg.Publication).Scan(&st.allTables, &ins, &upd, &del, &trunc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("look up publication %q: %w", cfg.Publication, err)
+	}
+	st.exists = true
+	if st.allTables {
+		st.diffs = append(st.diffs, "it is FOR ALL TABLES (walcast would receive every table's changes, secret columns included)")
 	}
 	var missingOps []string
 	for _, op := range []struct {
@@ -368,66 +397,62 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg Config, serverVe
 		}
 	}
 	if len(missingOps) > 0 {
-		diffs = append(diffs, "it does not publish "+strings.Join(missingOps, ", "))
+		st.diffs = append(st.diffs, "it does not publish "+strings.Join(missingOps, ", "))
 	}
-
+	if st.allTables {
+		return st, nil
+	}
 	published := map[Table][]string{}
-	if !allTables {
-		q := "SELECT schemaname::text, tablename::text, NULL::text[] FROM pg_publication_tables WHERE pubname = $1"
-		if serverVersion >= 150000 {
-			q = "SELECT schemaname::text, tablename::text, attnames::text[] FROM pg_publication_tables WHERE pubname = $1"
+	q := "SELECT schemaname::text, tablename::text, NULL::text[] FROM pg_publication_tables WHERE pubname = $1"
+	if serverVersion >= 150000 {
+		q = "SELECT schemaname::text, tablename::text, attnames::text[] FROM pg_publication_tables WHERE pubname = $1"
+	}
+	rows, err := conn.Query(ctx, q, cfg.Publication)
+	if err != nil {
+		return st, fmt.Errorf("list tables of publication %q: %w", cfg.Publication, err)
+	}
+	for rows.Next() {
+		var t Table
+		var cols []string
+		if err := rows.Scan(&t.Schema, &t.Name, &cols); err != nil {
+			rows.Close()
+			return st, fmt.Errorf("list tables of publication %q: %w", cfg.Publication, err)
 		}
-		rows, err := conn.Query(ctx, q, cfg.Publication)
-		if err != nil {
-			return false, fmt.Errorf("setup: list tables of publication %q: %w", cfg.Publication, err)
+		published[t] = cols
+	}
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("list tables of publication %q: %w", cfg.Publication, err)
+	}
+	for _, spec := range cfg.Tables {
+		cols, ok := published[spec.Table]
+		if !ok {
+			st.diffs = append(st.diffs, "table "+spec.Table.String()+" is not published")
+			continue
 		}
-		for rows.Next() {
-			var t Table
-			var cols []string
-			if err := rows.Scan(&t.Schema, &t.Name, &cols); err != nil {
-				rows.Close()
-				return false, fmt.Errorf("setup: list tables of publication %q: %w", cfg.Publication, err)
-			}
-			published[t] = cols
+		delete(published, spec.Table)
+		if serverVersion < 150000 || cols == nil {
+			continue
 		}
-		if err := rows.Err(); err != nil {
-			return false, fmt.Errorf("setup: list tables of publication %q: %w", cfg.Publication, err)
-		}
-		for _, spec := range cfg.Tables {
-			cols, ok := published[spec.Table]
-			if !ok {
-				diffs = append(diffs, "table "+spec.Table.String()+" is not published")
-				continue
-			}
-			delete(published, spec.Table)
-			if serverVersion < 150000 || cols == nil {
-				continue
-			}
-			want := spec.Columns
-			if len(want) == 0 {
-				if want, err = tableColumns(ctx, conn, spec.Table); err != nil {
-					return false, err
-				}
-			}
-			if !sameSet(cols, want) {
-				diffs = append(diffs, fmt.Sprintf("table %s publishes columns (%s), configured (%s)",
-					spec.Table, strings.Join(cols, ","), strings.Join(want, ",")))
+		want := spec.Columns
+		if len(want) == 0 {
+			if want, err = tableColumns(ctx, conn, spec.Table); err != nil {
+				return st, err
 			}
 		}
-		extra := make([]string, 0, len(published))
-		for t := range published {
-			extra = append(extra, t.String())
-		}
-		slices.Sort(extra)
-		for _, t := range extra {
-			diffs = append(diffs, "table "+t+" is published but not configured")
+		if !sameSet(cols, want) {
+			st.diffs = append(st.diffs, fmt.Sprintf("table %s publishes columns (%s), configured (%s)",
+				spec.Table, strings.Join(cols, ","), strings.Join(want, ",")))
 		}
 	}
-	if len(diffs) == 0 {
-		return false, nil
+	extra := make([]string, 0, len(published))
+	for t := range published {
+		extra = append(extra, t.String())
 	}
-	return false, fmt.Errorf("setup: publication %q differs from walcast's configuration: %s. To make it match, run:\n  %s;",
-		cfg.Publication, strings.Join(diffs, "; "), alterPublicationSQL(cfg, allTables))
+	slices.Sort(extra)
+	for _, t := range extra {
+		st.diffs = append(st.diffs, "table "+t+" is published but not configured")
+	}
+	return st, nil
 }
 
 func tableColumns(ctx context.Context, conn *pgx.Conn, t Table) ([]string, error) {

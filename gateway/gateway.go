@@ -105,8 +105,9 @@ type Config struct {
 	// defaults DefaultLockRate and DefaultLockBurst.
 	LockRate  float64
 	LockBurst int
-	// OnRefusal, when set, is told each request a limit refused, by kind
-	// (lock_rate, rooms, reserved_room), for metrics.
+	// OnRefusal, when set, is told each request the policy refused, by
+	// kind (lock_rate, rooms, reserved_room, invalid_room, standby), for
+	// metrics.
 	OnRefusal func(kind string)
 	// ExpiryWarning is how long before its token expires a socket hears
 	// EventTokenExpiring; default DefaultExpiryWarning.
@@ -115,6 +116,9 @@ type Config struct {
 	// this instance would deliver them no events.
 	Standby func() bool
 	Logger  *slog.Logger
+	// Observer, when set, counts authentication failures and lock
+	// announcements (metrics).
+	Observer Observer
 }
 
 // Gateway applies the policy to a hub's namespace.
@@ -171,6 +175,9 @@ func Attach(hub *broadcast.Hub, cfg Config) (*Gateway, error) {
 	if cfg.Locks.Logger == nil {
 		cfg.Locks.Logger = cfg.Logger
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, hub: hub, ns: hub.Namespace(cfg.Namespace),
 		lockUpdates: make(chan locks.Update, 4096), stopping: make(chan struct{})}
 	svc, err := locks.NewService(cfg.LockStore, locks.NotifierFunc(g.announceLock), cfg.Locks)
@@ -209,6 +216,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // no events and its locks would not be shared, so it refuses them clearly.
 func (g *Gateway) refuseWhenStandby(*socketio.Socket) error {
 	if g.cfg.Standby != nil && g.cfg.Standby() {
+		g.refused("standby")
 		return &socketio.ConnectError{Message: StandbyMessage}
 	}
 	return nil
@@ -222,6 +230,7 @@ func (g *Gateway) authenticate(sock *socketio.Socket) error {
 	id, err := g.cfg.Verifier.Verify(auth.FromHandshake(hs.Auth, hs.Header.Get("Authorization")))
 	if err != nil {
 		g.log.Debug("socket refused", "remote", hs.RemoteAddr, "err", err)
+		g.cfg.Observer.AuthFailed(auth.FailureReason(err))
 		if errors.Is(err, auth.ErrNoToken) {
 			return &socketio.ConnectError{Message: auth.MsgNoToken}
 		}
@@ -229,10 +238,12 @@ func (g *Gateway) authenticate(sock *socketio.Socket) error {
 	}
 	if why := g.refusal(id); why != "" {
 		g.log.Debug("socket refused: the token does not match the users table", "remote", hs.RemoteAddr, "user", id.IDString, "reason", why)
+		g.cfg.Observer.AuthFailed(usersTableReason(why))
 		return &socketio.ConnectError{Message: auth.MsgInvalidToken}
 	}
 	caller, err := callerOf(id)
 	if err != nil {
+		g.cfg.Observer.AuthFailed(auth.ReasonClaims)
 		return &socketio.ConnectError{Message: auth.MsgInvalidToken}
 	}
 	st := &socketState{id: id, caller: caller}
@@ -397,6 +408,7 @@ func roomAck(ack socketio.AckFunc, err error) {
 func (g *Gateway) clientRoom(args socketio.Args) (string, error) {
 	var room string
 	if args.Len() == 0 || args.Unmarshal(0, &room) != nil || room == "" || len(room) > MaxRoomName {
+		g.refused("invalid_room")
 		return "", errors.New(ErrInvalidRoom)
 	}
 	if g.cfg.Reserved.Contains(room) || isSocketID(room) {

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,9 +36,9 @@ func token(t testing.TB, claims jwt.MapClaims) string {
 
 // start serves a hub with the gateway attached and running; standby is
 // what Config.Standby reports.
-func start(t *testing.T, standby *atomic.Bool) (*broadcast.Hub, string) {
+func start(t *testing.T, standby *atomic.Bool, obs *counts) (*broadcast.Hub, string) {
 	t.Helper()
-	return startWith(t, Config{Standby: standby.Load})
+	return startWith(t, Config{Standby: standby.Load, Observer: obs, OnRefusal: obs.Refused})
 }
 
 // startWith serves a hub with the gateway attached with cfg (its verifier,
@@ -96,7 +98,8 @@ func dial(t *testing.T, addr string, auth string) (*siotest.Conn, string) {
 
 func TestHandshakeRefusals(t *testing.T) {
 	var standby atomic.Bool
-	_, addr := start(t, &standby)
+	obs := newCounts()
+	_, addr := start(t, &standby, obs)
 	expired := token(t, jwt.MapClaims{"id": 1, "role": "admin", "exp": time.Now().Add(-time.Hour).Unix()})
 	cases := []struct{ name, auth, want string }{
 		{"no token", `{}`, auth.MsgNoToken},
@@ -114,14 +117,44 @@ func TestHandshakeRefusals(t *testing.T) {
 	if _, got := dial(t, addr, `{"token":"`+good+`"}`); !strings.Contains(got, StandbyMessage) {
 		t.Errorf("standby: connect answered %q", got)
 	}
+	want := map[string]int{"auth " + auth.ReasonNoToken: 2, "auth " + auth.ReasonMalformed: 1, "auth " + auth.ReasonExpired: 1,
+		"refused standby": 1}
+	if got := obs.get(); !maps.Equal(got, want) {
+		t.Errorf("observed %v, want %v", got, want)
+	}
 }
+
+// counts records what a gateway tells its Observer and OnRefusal.
+type counts struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func newCounts() *counts { return &counts{m: map[string]int{}} }
+
+func (c *counts) add(k string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[k] += n
+}
+
+func (c *counts) get() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.m)
+}
+
+func (c *counts) AuthFailed(reason string)         { c.add("auth "+reason, 1) }
+func (c *counts) Refused(kind string)              { c.add("refused "+kind, 1) }
+func (c *counts) EventEmitted(event string, n int) { c.add("event "+event, n) }
 
 // TestTokenRoomsAndJoinRules: a socket is in its token's rooms; it may
 // join and leave other rooms, but not reserved ones, overlong ones or
 // another socket's own room.
 func TestTokenRoomsAndJoinRules(t *testing.T) {
 	var standby atomic.Bool
-	hub, addr := start(t, &standby)
+	obs := newCounts()
+	hub, addr := start(t, &standby, obs)
 	tok := token(t, jwt.MapClaims{"id": 7, "role": "viewer", "memberId": "m-7", "exp": time.Now().Add(time.Hour).Unix()})
 	viewer, got := dial(t, addr, `{"token":"`+tok+`"}`)
 	if !strings.HasPrefix(got, `0{"sid":`) {
@@ -174,6 +207,31 @@ func TestTokenRoomsAndJoinRules(t *testing.T) {
 	}
 	if rooms := hub.Namespace("/").Socket(sid.SID).Rooms(); len(rooms) != 4 {
 		t.Errorf("rooms after leaving: %v, want its own and the token's three", rooms)
+	}
+	want := map[string]int{"refused reserved_room": 4, "refused invalid_room": 2}
+	if got := obs.get(); !maps.Equal(got, want) {
+		t.Errorf("observed %v, want %v", got, want)
+	}
+	// A lock taken is announced to everyone, and counted as lock:update.
+	if err := viewer.SendText(`299["lock:acquire",{"resourceType":"member","resourceId":"m-7"}]`); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := viewer.ReadText(5 * time.Second)
+		if err != nil {
+			t.Fatalf("lock:update never came: %v", err)
+		}
+		if strings.HasPrefix(msg, `2["lock:update:member:m-7"`) {
+			break
+		}
+	}
+	// Counted once Emit returned, which may be just after the packet left.
+	deadline := time.Now().Add(5 * time.Second)
+	for obs.get()["event "+EventLockUpdate] == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := obs.get()["event "+EventLockUpdate]; got != 1 {
+		t.Errorf("%d lock announcements counted, want 1", got)
 	}
 }
 

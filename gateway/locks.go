@@ -64,7 +64,9 @@ func (g *Gateway) sendLockUpdates(ctx context.Context) {
 		ev := broadcast.Event{Namespace: g.cfg.Namespace, Name: u.Event(), Payload: payload}
 		if err := g.hub.Emit(context.WithoutCancel(ctx), ev); err != nil {
 			g.log.Error("announce lock update", "event", u.Event(), "err", err)
+			return
 		}
+		g.cfg.Observer.EventEmitted(EventLockUpdate, 1)
 	}
 	for {
 		select {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,38 +11,36 @@ import (
 	"github.com/walcast/walcast/cdc"
 )
 
-// Sources are read when Prometheus scrapes. Each may be nil: its metrics
-// are then left out rather than reported as zero.
+// Sources are read when Prometheus scrapes, except those marked polled,
+// which ask other servers and are refreshed by Run so that a scrape never
+// waits on them. Each may be nil: its metrics are then left out rather
+// than reported as zero.
 type Sources struct {
 	// Reader is this instance's replication reader (cdc.Reader.Status).
 	Reader func() cdc.ReaderStatus
-	// ReaderPaused reports that the reader holds the slot but stopped
-	// reading because Redis refused what it read; its state is then
-	// "paused".
-	ReaderPaused func() bool
 	// Slot is the latest fresh sample of the slot (cdc.SlotSampler.Last).
 	Slot func() (cdc.SlotHealth, bool)
-	// Delivery are the socket layer's counters.
-	Delivery func() DeliveryStats
+	// Delivery are the socket layer's delivery counters (DeliveryOf); ok
+	// false leaves them out.
+	Delivery func() (d DeliveryStats, ok bool)
+	// Sockets counts the connections open now by transport (SocketsOf).
+	Sockets func() map[string]int
 	// Rooms counts rooms by namespace (RoomsOf).
 	Rooms func() map[string]int
-	// Redis is nil when walcast runs without Redis.
-	Redis func() RedisStatus
-	// Ready reports what /readyz reports.
-	Ready func() bool
-	// LocksHeld counts the locks held (locks.Service.Held); it may call
-	// the lock store, within the scrape's timeout.
+	// Redis is nil when walcast runs without Redis. Polled.
+	Redis func(ctx context.Context) RedisStatus
+	// Ready reports what /readyz reports. Polled.
+	Ready func(ctx context.Context) bool
+	// LocksHeld counts the locks held (gateway.Gateway.LocksHeld). Polled.
 	LocksHeld func(ctx context.Context) (int, error)
 }
 
-// DeliveryStats are cumulative counters of the socket layer (Engine.IO and
-// Socket.IO Stats), plus the connections open now.
+// DeliveryStats are cumulative counters of the socket layer.
 type DeliveryStats struct {
-	Deliveries         uint64
-	BytesWritten       uint64
-	SlowConsumerCuts   uint64
-	SendQueueDrops     uint64
-	SocketsByTransport map[string]int
+	Deliveries       uint64
+	BytesWritten     uint64
+	SlowConsumerCuts uint64
+	SendQueueDrops   uint64
 }
 
 // RedisStatus is Redis as this instance sees it.
@@ -66,21 +65,46 @@ func RoomsOf(srv *socketio.Server) func() map[string]int {
 	}
 }
 
+// SocketsOf counts srv's Engine.IO connections by their transport: each
+// connection once, however many namespaces it joined.
+func SocketsOf(srv *socketio.Server) func() map[string]int {
+	eio := srv.EngineIO()
+	return func() map[string]int {
+		st := eio.Stats()
+		return map[string]int{"websocket": st.SessionsWebSocket, "polling": st.SessionsPolling}
+	}
+}
+
+// DeliveryOf reads the delivery counters of srv's Engine.IO server
+// (engineio.Server.Stats: each session counts under its own lock, summed
+// only here, when Prometheus scrapes).
+func DeliveryOf(srv *socketio.Server) func() (DeliveryStats, bool) {
+	eio := srv.EngineIO()
+	return func() (DeliveryStats, bool) {
+		st := eio.Stats()
+		return DeliveryStats{Deliveries: st.Delivered, BytesWritten: st.BytesWritten,
+			SlowConsumerCuts: st.SlowConsumerCuts, SendQueueDrops: st.Dropped}, true
+	}
+}
+
 // readerStates are the values of walcast_replication_reader_state's label,
 // all reported (the current one 1) so a query never misses a series.
 var readerStates = []string{"reading", "standby", "paused", "reconnecting", "starting", "stopped"}
 
+// readerState names the reader's state; paused: Redis refused what it read
+// lately (it stays the slot's reader, retrying).
 func readerState(st cdc.State, paused bool) string {
 	switch st {
-	case cdc.StateLeader:
+	case cdc.StateLeader, cdc.StateReconnecting:
 		if paused {
 			return "paused"
 		}
-		return "reading"
+		if st == cdc.StateLeader {
+			return "reading"
+		}
+		return "reconnecting"
 	case cdc.StateStandby:
 		return "standby"
-	case cdc.StateReconnecting:
-		return "reconnecting"
 	case cdc.StateStarting:
 		return "starting"
 	default:
@@ -90,6 +114,60 @@ func readerState(st cdc.State, paused bool) string {
 
 // walStatuses are pg_replication_slots.wal_status's values.
 var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
+
+// polled is what Run last learned from the polled sources.
+type polled struct {
+	at          time.Time
+	redis       RedisStatus
+	ready       bool
+	locksHeld   int
+	locksHeldOK bool
+}
+
+// poller refreshes the polled sources.
+type poller struct {
+	src   Sources
+	every time.Duration
+
+	mu   sync.Mutex
+	last polled
+}
+
+// poll asks every polled source once, each within the interval.
+func (p *poller) poll(ctx context.Context) {
+	var got polled
+	call := func(f func(ctx context.Context)) {
+		ctx, cancel := context.WithTimeout(ctx, p.every)
+		defer cancel()
+		f(ctx)
+	}
+	if p.src.Redis != nil {
+		call(func(ctx context.Context) { got.redis = p.src.Redis(ctx) })
+	}
+	if p.src.Ready != nil {
+		call(func(ctx context.Context) { got.ready = p.src.Ready(ctx) })
+	}
+	if p.src.LocksHeld != nil {
+		call(func(ctx context.Context) {
+			n, err := p.src.LocksHeld(ctx)
+			got.locksHeld, got.locksHeldOK = n, err == nil
+		})
+	}
+	got.at = time.Now()
+	p.mu.Lock()
+	p.last = got
+	p.mu.Unlock()
+}
+
+// fresh returns the last poll unless Run has not polled yet or stopped.
+func (p *poller) fresh() (polled, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last.at.IsZero() || time.Since(p.last.at) > 3*p.every {
+		return polled{}, false
+	}
+	return p.last, true
+}
 
 // sourceCollector turns Sources into samples at scrape time.
 type sourceCollector struct {
@@ -153,7 +231,7 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.Reader != nil {
 		st := s.Reader()
-		cur := readerState(st.State, s.ReaderPaused != nil && s.ReaderPaused())
+		cur := readerState(st.State, c.m.publishPaused())
 		for _, name := range readerStates {
 			gauge(descReaderState, b2f(name == cur), name)
 		}
@@ -162,13 +240,17 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if s.Delivery != nil {
-		d := s.Delivery()
-		counter(descDeliveries, d.Deliveries)
-		counter(descBytes, d.BytesWritten)
-		counter(descSlowCuts, d.SlowConsumerCuts)
-		counter(descQueueDrops, d.SendQueueDrops)
+		if d, ok := s.Delivery(); ok {
+			counter(descDeliveries, d.Deliveries)
+			counter(descBytes, d.BytesWritten)
+			counter(descSlowCuts, d.SlowConsumerCuts)
+			counter(descQueueDrops, d.SendQueueDrops)
+		}
+	}
+	if s.Sockets != nil {
+		byTransport := s.Sockets()
 		for _, tr := range []string{"polling", "websocket"} {
-			gauge(descSockets, float64(d.SocketsByTransport[tr]), tr)
+			gauge(descSockets, float64(byTransport[tr]), tr)
 		}
 	}
 	if s.Rooms != nil {
@@ -176,23 +258,21 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descRooms, float64(n), nsp)
 		}
 	}
+	p, ok := c.m.poller.fresh()
+	if !ok {
+		return
+	}
 	if s.Redis != nil {
-		r := s.Redis()
-		gauge(descRedisUp, b2f(r.Up))
-		if r.StreamLength >= 0 {
-			gauge(descStreamLen, float64(r.StreamLength))
+		gauge(descRedisUp, b2f(p.redis.Up))
+		if p.redis.StreamLength >= 0 {
+			gauge(descStreamLen, float64(p.redis.StreamLength))
 		}
 	}
 	if s.Ready != nil {
-		gauge(descReady, b2f(s.Ready()))
+		gauge(descReady, b2f(p.ready))
 	}
-	if s.LocksHeld != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), c.m.scrapeTimeout)
-		n, err := s.LocksHeld(ctx)
-		cancel()
-		if err == nil {
-			gauge(descLocksHeld, float64(n))
-		}
+	if s.LocksHeld != nil && p.locksHeldOK {
+		gauge(descLocksHeld, float64(p.locksHeld))
 	}
 }
 

@@ -37,7 +37,7 @@ func get(t *testing.T, url string, header map[string]string) (int, string, strin
 // TestHandler: /metrics serves the text format (OpenMetrics when asked);
 // /debug/pprof answers only when enabled; nothing else is served.
 func TestHandler(t *testing.T) {
-	m := New(Options{Version: "v9", Sources: allSources()})
+	m := newPolled(Options{Version: "v9", Sources: allSources()})
 	exercise(m)
 	off := httptest.NewServer(m.Handler(HandlerOptions{}))
 	defer off.Close()
@@ -86,6 +86,7 @@ func TestObservers(t *testing.T) {
 	srv := socketio.NewServer(socketio.Config{})
 	srv.AddObserver(m.SocketObserver())
 	srv.Of("/").OnConnection(func(s *socketio.Socket) { s.Join("a", "b") })
+	srv.Of("/other")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -108,13 +109,20 @@ func TestObservers(t *testing.T) {
 	if rooms := RoomsOf(srv)(); rooms["/"] != 2 {
 		t.Errorf("rooms %v, want 2 in /", rooms)
 	}
+	// A connection in two namespaces counts once.
+	if _, err := conns[2].Connect("/other", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := SocketsOf(srv)(); got["websocket"] != 3 || got["polling"] != 0 {
+		t.Errorf("sockets by transport %v, want 3 websocket", got)
+	}
 	_ = conns[0].Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		fams := gather(t, m)
 		c, _ := value(t, fams, "walcast_socket_connects_total", map[string]string{"namespace": "/"})
 		d, _ := value(t, fams, "walcast_socket_disconnects_total", map[string]string{"namespace": "/", "reason": "transport close"})
-		if c == 3 && d == 1 {
+		if c == 3 && d == 1 && SocketsOf(srv)()["websocket"] == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -143,5 +151,65 @@ func TestObservers(t *testing.T) {
 	}
 	if v, _ := value(t, fams, "walcast_lock_ack_duration_seconds", map[string]string{"op": "acquire"}); v != 2 {
 		t.Errorf("acquire latencies observed %v, want 2", v)
+	}
+}
+
+// TestDeliveryOf: the delivery counters of a real server count what was
+// written to its sockets.
+func TestDeliveryOf(t *testing.T) {
+	srv := socketio.NewServer(socketio.Config{})
+	delivery := func() DeliveryStats {
+		d, ok := DeliveryOf(srv)()
+		if !ok {
+			t.Skip("the Engine.IO server keeps no delivery counters yet (issue 13 adds engineio.Server.Stats; see DeliveryOf)")
+		}
+		return d
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	defer func() { srv.Close(); _ = hs.Close() }()
+	before := delivery()
+	var conns []*siotest.Conn
+	for range 2 {
+		c, err := siotest.Dial(ln.Addr().String(), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Connect("/", ""); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for i := range 3 {
+		if err := srv.Of("/").To().Emit("tick", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range conns {
+		for n := 0; n < 3; {
+			msg, err := c.ReadText(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(msg, `2["tick"`) {
+				n++
+			}
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d := delivery()
+		if d.Deliveries-before.Deliveries >= 6 && d.BytesWritten-before.BytesWritten >= 6*uint64(len(`42["tick",0]`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery counters %+v after %+v, want six more deliveries of at least %d bytes each", d, before, len(`42["tick",0]`))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -11,8 +11,10 @@
 package metrics
 
 import (
+	"context"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,8 +25,11 @@ import (
 type Options struct {
 	// Version is the walcast version reported by walcast_build_info.
 	Version string
-	// Sources are read at scrape time; a nil source leaves its metrics out.
+	// Sources are read at scrape time, the polled ones by Run; a nil
+	// source leaves its metrics out.
 	Sources Sources
+	// PollInterval is how often Run asks the polled sources; default 5s.
+	PollInterval time.Duration
 }
 
 // Metrics holds walcast's metrics. Its methods are safe for concurrent use
@@ -32,25 +37,29 @@ type Options struct {
 type Metrics struct {
 	reg *prometheus.Registry
 
-	transactions  prometheus.Counter
-	rows          *boundedVec[prometheus.Counter]
-	resyncs       *boundedVec[prometheus.Counter]
-	takeovers     prometheus.Counter
-	replErrors    *boundedVec[prometheus.Counter]
-	emitted       *boundedVec[prometheus.Counter]
-	connects      *boundedVec[prometheus.Counter]
-	disconnects   *boundedVec[prometheus.Counter]
-	authFailures  *boundedVec[prometheus.Counter]
-	recoveries    *prometheus.CounterVec
-	refusals      *boundedVec[prometheus.Counter]
-	publish       prometheus.Histogram
-	redisErrors   *boundedVec[prometheus.Counter]
-	lockOps       *boundedVec[prometheus.Counter]
-	lockLatency   *boundedVec[prometheus.Observer]
-	lockExpiries  prometheus.Counter
-	socketObs     socketObserver
-	lockObs       lockObserver
-	scrapeTimeout time.Duration
+	transactions prometheus.Counter
+	rows         *boundedVec[prometheus.Counter]
+	resyncs      *boundedVec[prometheus.Counter]
+	takeovers    prometheus.Counter
+	replErrors   *boundedVec[prometheus.Counter]
+	emitted      *boundedVec[prometheus.Counter]
+	connects     *boundedVec[prometheus.Counter]
+	disconnects  *boundedVec[prometheus.Counter]
+	authFailures *boundedVec[prometheus.Counter]
+	recoveries   *prometheus.CounterVec
+	refusals     *boundedVec[prometheus.Counter]
+	publish      prometheus.Histogram
+	redisErrors  *boundedVec[prometheus.Counter]
+	lockOps      *boundedVec[prometheus.Counter]
+	lockLatency  *boundedVec[prometheus.Observer]
+	lockExpiries prometheus.Counter
+	socketObs    socketObserver
+	lockObs      lockObserver
+	poller       *poller
+	// Unix nanoseconds of the relay's last refused and last accepted
+	// publish: the reader is paused while the refusal is the later one and
+	// recent.
+	lastRefused, lastPublished atomic.Int64
 }
 
 // latencyBuckets span 0.25 ms to about 8 s: a Redis round trip on the same
@@ -60,7 +69,10 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 16)
 // New builds the registry: the catalogue's metrics, the Go runtime and
 // process collectors, and a collector reading opts.Sources.
 func New(opts Options) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), scrapeTimeout: 2 * time.Second}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 5 * time.Second
+	}
+	m := &Metrics{reg: prometheus.NewRegistry(), poller: &poller{src: opts.Sources, every: opts.PollInterval}}
 	counter := func(name string) prometheus.Counter {
 		d := lookup(name)
 		c := prometheus.NewCounter(prometheus.CounterOpts{Name: d.Name, Help: d.Help})
@@ -118,6 +130,23 @@ func New(opts Options) *Metrics {
 
 // Registry is the registry the handler serves.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Run asks the polled sources (Redis, readiness, locks held) every
+// PollInterval until ctx ends, so that scrapes read their last answers
+// and never wait on another server. Their metrics are left out until the
+// first poll, and when Run has not polled for three intervals.
+func (m *Metrics) Run(ctx context.Context) {
+	t := time.NewTicker(m.poller.every)
+	defer t.Stop()
+	for {
+		m.poller.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 func versionOr(v string) string {
 	if v != "" {

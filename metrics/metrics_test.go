@@ -21,18 +21,25 @@ func allSources() Sources {
 		Reader: func() cdc.ReaderStatus {
 			return cdc.ReaderStatus{State: cdc.StateLeader, LastStatusSent: time.Now().Add(-3 * time.Second)}
 		},
-		ReaderPaused: func() bool { return false },
 		Slot: func() (cdc.SlotHealth, bool) {
 			return cdc.SlotHealth{Slot: "walcast", Exists: true, Active: true, LagBytes: 1234, RetainedBytes: 5678, WALStatus: "reserved", SafeWALSize: &safe}, true
 		},
-		Delivery: func() DeliveryStats {
-			return DeliveryStats{Deliveries: 10, BytesWritten: 3000, SlowConsumerCuts: 1, SendQueueDrops: 2, SocketsByTransport: map[string]int{"websocket": 7, "polling": 1}}
+		Delivery: func() (DeliveryStats, bool) {
+			return DeliveryStats{Deliveries: 10, BytesWritten: 3000, SlowConsumerCuts: 1, SendQueueDrops: 2}, true
 		},
+		Sockets:   func() map[string]int { return map[string]int{"websocket": 7, "polling": 1} },
 		Rooms:     func() map[string]int { return map[string]int{"/": 4} },
-		Redis:     func() RedisStatus { return RedisStatus{Up: true, StreamLength: 99} },
-		Ready:     func() bool { return true },
+		Redis:     func(context.Context) RedisStatus { return RedisStatus{Up: true, StreamLength: 99} },
+		Ready:     func(context.Context) bool { return true },
 		LocksHeld: func(context.Context) (int, error) { return 3, nil },
 	}
+}
+
+// newPolled is New with the polled sources asked once, as Run does.
+func newPolled(opts Options) *Metrics {
+	m := New(opts)
+	m.poller.poll(context.Background())
+	return m
 }
 
 // exercise calls every hook once, so every labelled series exists.
@@ -84,7 +91,7 @@ func kindOf(f *dto.MetricFamily) Kind {
 // registry exports exactly the catalogue's walcast_ metrics, with its types
 // and label names, and the runtime metrics it names.
 func TestCatalogueIsWhatIsExported(t *testing.T) {
-	m := New(Options{Version: "v1.2.3", Sources: allSources()})
+	m := newPolled(Options{Version: "v1.2.3", Sources: allSources()})
 	exercise(m)
 	fams := gather(t, m)
 	for _, c := range Catalogue() {
@@ -166,7 +173,7 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want ma
 
 // TestSourceValues: what the sources report is what is exported.
 func TestSourceValues(t *testing.T) {
-	m := New(Options{Sources: allSources()})
+	m := newPolled(Options{Sources: allSources()})
 	exercise(m)
 	fams := gather(t, m)
 	for _, tc := range []struct {
@@ -215,9 +222,10 @@ func TestMissingSources(t *testing.T) {
 	src := allSources()
 	src.Slot = func() (cdc.SlotHealth, bool) { return cdc.SlotHealth{Slot: "walcast"}, false }
 	src.LocksHeld = func(context.Context) (int, error) { return 0, errors.New("redis down") }
-	src.Delivery, src.Redis = nil, nil
+	src.Delivery = func() (DeliveryStats, bool) { return DeliveryStats{}, false }
+	src.Sockets, src.Redis = nil, nil
 	src.Reader = func() cdc.ReaderStatus { return cdc.ReaderStatus{State: cdc.StateStandby} }
-	fams := gather(t, New(Options{Sources: src}))
+	fams := gather(t, newPolled(Options{Sources: src}))
 	for _, name := range []string{"walcast_replication_slot_lag_bytes", "walcast_locks_held", "walcast_deliveries_total", "walcast_sockets",
 		"walcast_redis_up", "walcast_replication_seconds_since_ack"} {
 		if _, ok := fams[name]; ok {
@@ -227,14 +235,87 @@ func TestMissingSources(t *testing.T) {
 	if v, ok := value(t, fams, "walcast_replication_reader_state", map[string]string{"state": "standby"}); !ok || v != 1 {
 		t.Errorf("standby reader state %v %v", v, ok)
 	}
-	src.Reader = func() cdc.ReaderStatus { return cdc.ReaderStatus{State: cdc.StateLeader} }
-	src.ReaderPaused = func() bool { return true }
-	fams = gather(t, New(Options{Sources: src}))
-	if v, ok := value(t, fams, "walcast_replication_reader_state", map[string]string{"state": "paused"}); !ok || v != 1 {
-		t.Errorf("a leader paused on Redis: paused state %v %v", v, ok)
+	// Before Run polls, and when it stopped polling, the polled sources'
+	// metrics are left out.
+	fams = gather(t, New(Options{Sources: allSources()}))
+	for _, name := range []string{"walcast_redis_up", "walcast_ready", "walcast_locks_held"} {
+		if _, ok := fams[name]; ok {
+			t.Errorf("%s exported before any poll", name)
+		}
 	}
-	if v, _ := value(t, fams, "walcast_replication_reader_state", map[string]string{"state": "reading"}); v != 0 {
-		t.Errorf("a paused reader also reported reading")
+	stale := newPolled(Options{Sources: allSources(), PollInterval: time.Millisecond})
+	time.Sleep(10 * time.Millisecond)
+	if _, ok := gather(t, stale)["walcast_redis_up"]; ok {
+		t.Error("walcast_redis_up exported from a poll ten intervals old")
+	}
+}
+
+// TestReaderPausedByRelay: a reader whose relay's last publish Redis
+// refused is paused, while it leads or reconnects, until a publish
+// succeeds.
+func TestReaderPausedByRelay(t *testing.T) {
+	state := cdc.StateLeader
+	m := New(Options{Sources: Sources{Reader: func() cdc.ReaderStatus { return cdc.ReaderStatus{State: state} }}})
+	relay := m.RelayObserver(true)
+	current := func() string {
+		t.Helper()
+		fams := gather(t, m)
+		for _, st := range readerStates {
+			if v, _ := value(t, fams, "walcast_replication_reader_state", map[string]string{"state": st}); v == 1 {
+				return st
+			}
+		}
+		return ""
+	}
+	steps := []struct {
+		state   cdc.State
+		publish error // nil: none this step
+		ok      bool  // a successful publish this step
+		want    string
+	}{
+		{cdc.StateLeader, nil, false, "reading"},
+		{cdc.StateLeader, errors.New("redis down"), false, "paused"},
+		{cdc.StateReconnecting, nil, false, "paused"},
+		{cdc.StateLeader, nil, false, "paused"},
+		{cdc.StateLeader, nil, true, "reading"},
+		{cdc.StateReconnecting, nil, false, "reconnecting"},
+		{cdc.StateStandby, errors.New("redis down"), false, "standby"},
+	}
+	for i, st := range steps {
+		state = st.state
+		if st.publish != nil {
+			relay.Published(time.Millisecond, st.publish)
+		}
+		if st.ok {
+			relay.Published(time.Millisecond, nil)
+		}
+		if got := current(); got != st.want {
+			t.Errorf("step %d (%s): state %q, want %q", i, st.state, got, st.want)
+		}
+	}
+	if v, _ := value(t, gather(t, m), "walcast_redis_publish_duration_seconds", nil); v != 1 {
+		t.Errorf("%v publish latencies observed, want the one accepted publish", v)
+	}
+}
+
+// TestReaderObserver: leading after standing by is a takeover, leading
+// again after a reconnect is not; failed sessions count by kind.
+func TestReaderObserver(t *testing.T) {
+	m := New(Options{})
+	o := m.ReaderObserver()
+	for _, to := range []cdc.State{cdc.StateLeader, cdc.StateReconnecting, cdc.StateLeader, cdc.StateStandby, cdc.StateReconnecting, cdc.StateLeader, cdc.StateStandby} {
+		o.StateChanged(cdc.StateStarting, to)
+	}
+	o.SessionFailed(errors.New("connection reset"))
+	o.SessionFailed(fmt.Errorf("replication: %w", cdc.ErrMalformed))
+	fams := gather(t, m)
+	if v, _ := value(t, fams, "walcast_replication_takeovers_total", nil); v != 1 {
+		t.Errorf("%v takeovers, want 1 (standby, reconnecting, leader)", v)
+	}
+	for kind, want := range map[string]float64{cdc.ErrorConnection: 1, cdc.ErrorDecode: 1} {
+		if v, _ := value(t, fams, "walcast_replication_errors_total", map[string]string{"kind": kind}); v != want {
+			t.Errorf("%s errors %v, want %v", kind, v, want)
+		}
 	}
 }
 

@@ -41,6 +41,8 @@ type Config struct {
 	// Now is the clock that decides whether a lock-out is in force;
 	// default time.Now.
 	Now func() time.Time
+	// Observer, when set, counts transactions, rows and events (metrics).
+	Observer Observer
 }
 
 // MaxGroupEntries bounds the events and revocations one Publish call
@@ -58,7 +60,10 @@ func New(cfg Config) cdc.Consumer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &relay{hub: cfg.Hub, router: cfg.Router, log: cfg.Logger, now: cfg.Now}
+	r := &relay{hub: cfg.Hub, router: cfg.Router, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer}
+	if r.obs != nil {
+		r.rows = map[rowKey]int{}
+	}
 	if cfg.Hub.GroupsTransactions() {
 		return &groupRelay{relay: r}
 	}
@@ -80,6 +85,13 @@ type relay struct {
 	pending []broadcast.Transaction
 	revoked []revoked
 	entries int
+
+	// obs, when set, is told what pending transactions carry once the hub
+	// delivered them: tallies[i] is pending[i]'s; rows counts the open
+	// transaction's changes.
+	obs     Observer
+	tallies []tally
+	rows    map[rowKey]int
 }
 
 type revoked struct {
@@ -93,11 +105,15 @@ func (r *relay) Begin(_ context.Context, tx cdc.TxInfo) error {
 	}
 	r.open = true
 	r.router.Begin(tx)
+	clear(r.rows) // an interrupted transaction's changes come again
 	return nil
 }
 
 func (r *relay) Change(_ context.Context, c *cdc.Change) error {
 	r.router.Change(c)
+	if r.obs != nil {
+		r.countRow(c)
+	}
 	return nil
 }
 
@@ -140,6 +156,14 @@ func (r *relay) stage(tx cdc.TxInfo) {
 	}
 	r.pending = append(r.pending, t)
 	r.entries += len(t.Events) + len(t.Revocations)
+	if r.obs != nil {
+		if len(r.tallies) < len(r.pending) {
+			r.tallies = append(r.tallies, tally{})
+		}
+		t := &r.tallies[len(r.pending)-1]
+		r.tallyRows(t)
+		tallyOf(b.Emits, t)
+	}
 }
 
 // Flush publishes every pending transaction in one hub call.
@@ -147,7 +171,14 @@ func (r *relay) Flush(ctx context.Context) error {
 	if len(r.pending) == 0 {
 		return nil
 	}
+	start := time.Now()
 	delivered, err := r.hub.Publish(ctx, r.pending)
+	if r.obs != nil {
+		r.obs.Published(time.Since(start), err)
+		if err == nil {
+			r.reportAccepted(len(delivered))
+		}
+	}
 	if err != nil {
 		n := len(r.pending)
 		r.Reset()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -302,6 +303,108 @@ func TestGroupFlushesPastMaxEntries(t *testing.T) {
 	}
 	if total != 10*rows || len(hub.calls) < 3 {
 		t.Errorf("%d entries in %d calls, want %d in at least 3", total, len(hub.calls), 10*rows)
+	}
+}
+
+// countingObserver records what a relay reports.
+type countingObserver struct {
+	transactions int
+	rows         map[string]int // "table op"
+	events       map[string]int
+	resyncs      []string // "table reason"
+	published    int
+	refused      int
+}
+
+func newCountingObserver() *countingObserver {
+	return &countingObserver{rows: map[string]int{}, events: map[string]int{}}
+}
+
+func (o *countingObserver) TransactionDecoded()                 { o.transactions++ }
+func (o *countingObserver) RowsDecoded(table, op string, n int) { o.rows[table+" "+op] += n }
+func (o *countingObserver) EventEmitted(event string, n int)    { o.events[event] += n }
+func (o *countingObserver) ResyncSent(table, reason string) {
+	o.resyncs = append(o.resyncs, table+" "+reason)
+}
+func (o *countingObserver) Published(took time.Duration, err error) {
+	if took < 0 {
+		panic("negative publish time")
+	}
+	if err != nil {
+		o.refused++
+	} else {
+		o.published++
+	}
+}
+
+// TestObserverCounts: transactions, rows by table and operation, events
+// and RESYNCs are counted once the hub accepted them (a refused
+// transaction once, when it came again and was accepted; one the fence
+// found published already too: its first publish may have failed only
+// on the way back).
+func TestObserverCounts(t *testing.T) {
+	for _, groups := range []bool{false, true} {
+		t.Run(fmt.Sprint("groups=", groups), func(t *testing.T) {
+			cfg := route.GraceGiver()
+			cfg.FloodRows = 3
+			hub := &fakeHub{groups: groups, fenced: map[uint64]bool{0x30: true}}
+			log := slog.New(slog.DiscardHandler)
+			router, err := route.New(cfg, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			obs := newCountingObserver()
+			c := New(Config{Hub: hub, Router: router, Logger: log, Now: func() time.Time { return now }, Observer: obs})
+			flush := func(err error) {
+				t.Helper()
+				if groups && err == nil {
+					err = c.(cdc.GroupCommitter).Flush(context.Background())
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			flush(commit(t, c, 0x10, groups,
+				change("members", cdc.OpInsert, col("id", `"m1"`)),
+				change("members", cdc.OpInsert, col("id", `"m2"`)),
+				change("users", cdc.OpUpdate, col("id", "3"), col("role", `"viewer"`)),
+			))
+			// Four donations: over flood_rows, one RESYNC.
+			var donations []*cdc.Change
+			for i := range 4 {
+				donations = append(donations, change("donations", cdc.OpUpdate, col("id", fmt.Sprint(i)), col("member_id", `"m1"`)))
+			}
+			flush(commit(t, c, 0x20, groups, donations...))
+			// Fenced: published already, accepted all the same.
+			flush(commit(t, c, 0x30, groups, change("members", cdc.OpDelete, col("id", `"m1"`))))
+			// Refused, then delivered when it comes again.
+			hub.fail = errors.New("redis down")
+			if err := commit(t, c, 0x40, false, change("members", cdc.OpUpdate, col("id", `"m2"`), col("first_name", `"Bo"`))); err == nil {
+				t.Fatal("Commit succeeded while the hub failed")
+			}
+			flush(commit(t, c, 0x40, groups, change("members", cdc.OpUpdate, col("id", `"m2"`), col("first_name", `"Bo"`))))
+			truncate := &cdc.Change{Op: cdc.OpTruncate, Truncated: []cdc.Table{{Schema: "public", Name: "members"}}}
+			flush(commit(t, c, 0x50, groups, truncate))
+
+			if obs.transactions != 5 {
+				t.Errorf("%d transactions counted, want 5 (the refused one once)", obs.transactions)
+			}
+			wantRows := map[string]int{"public.members insert": 2, "public.users update": 1, "public.donations update": 4,
+				"public.members delete": 1, "public.members update": 1, "public.members truncate": 1}
+			if !maps.Equal(obs.rows, wantRows) {
+				t.Errorf("rows %v, want %v", obs.rows, wantRows)
+			}
+			wantEvents := map[string]int{"member:update": 5, "user:update": 1, "donation:update": 1}
+			if !maps.Equal(obs.events, wantEvents) {
+				t.Errorf("events %v, want %v (two creates, the fenced delete, the redelivered update once and the truncate's RESYNC)", obs.events, wantEvents)
+			}
+			if want := []string{"public.donations bulk", "public.members truncate"}; !slices.Equal(obs.resyncs, want) {
+				t.Errorf("resyncs %v, want %v", obs.resyncs, want)
+			}
+			if obs.refused != 1 || obs.published == 0 {
+				t.Errorf("publishes: %d accepted, %d refused; want some and one", obs.published, obs.refused)
+			}
+		})
 	}
 }
 

@@ -22,7 +22,17 @@ type Emit struct {
 	Rooms   []string // sockets in any of these rooms
 	Except  []string // minus sockets in any of these rooms
 	Payload []byte
+	// Resync says why this is a RESYNC notice (ResyncTruncate,
+	// ResyncBulk, ResyncSlotRecreated); empty for row events.
+	Resync string
 }
+
+// Why a RESYNC notice was sent (Emit.Resync).
+const (
+	ResyncTruncate      = "truncate"
+	ResyncBulk          = "bulk"
+	ResyncSlotRecreated = "slot_recreated"
+)
 
 // UserChange reports an account row that changed, so the caller can cut the
 // sockets whose token no longer matches it.
@@ -133,13 +143,13 @@ func (r *Router) Change(c *cdc.Change) {
 	switch c.Op {
 	case cdc.OpResync:
 		for _, tr := range r.sortedTables() {
-			r.resync(tr, "replication slot was recreated: changes may have been lost")
+			r.resync(tr, ResyncSlotRecreated, "replication slot was recreated: changes may have been lost")
 		}
 		return
 	case cdc.OpTruncate:
 		for _, t := range c.Truncated {
 			if tr := r.tables[t.String()]; tr != nil {
-				r.flood(tr, "TRUNCATE")
+				r.flood(tr, ResyncTruncate, "TRUNCATE")
 			}
 		}
 		return
@@ -150,7 +160,7 @@ func (r *Router) Change(c *cdc.Change) {
 	}
 	r.counts[tr]++
 	if r.counts[tr] > r.cfg.FloodRows {
-		r.flood(tr, fmt.Sprintf("more than %d rows in one transaction", r.cfg.FloodRows))
+		r.flood(tr, ResyncBulk, fmt.Sprintf("more than %d rows in one transaction", r.cfg.FloodRows))
 		return
 	}
 	switch c.Op {
@@ -200,16 +210,16 @@ func (r *Router) sortedTables() []*tableRoute {
 }
 
 // flood replaces a table's row events in this transaction with one RESYNC.
-func (r *Router) flood(tr *tableRoute, why string) {
+func (r *Router) flood(tr *tableRoute, reason, why string) {
 	if r.flooded[tr] {
 		return
 	}
 	r.flooded[tr] = true
 	r.pending = slices.DeleteFunc(r.pending, func(e Emit) bool { return e.Table == tr.name })
-	r.resync(tr, why)
+	r.resync(tr, reason, why)
 }
 
-func (r *Router) resync(tr *tableRoute, why string) {
+func (r *Router) resync(tr *tableRoute, reason, why string) {
 	tr.recent.resetAll()
 	if tr.cfg.Style == StyleFlat {
 		r.log.Info("flat-row table: no event for this change", "table", tr.name, "reason", why)
@@ -219,7 +229,7 @@ func (r *Router) resync(tr *tableRoute, why string) {
 	// A RESYNC carries no row data, so every socket may see it: members of
 	// a row-derived room (member:{id}) must refetch too, and their rooms
 	// cannot be computed without rows.
-	r.pending = append(r.pending, Emit{Table: tr.name, Event: tr.cfg.Event, All: true, Payload: resyncPayload})
+	r.pending = append(r.pending, Emit{Table: tr.name, Event: tr.cfg.Event, All: true, Payload: resyncPayload, Resync: reason})
 }
 
 func (r *Router) upsert(tr *tableRoute, c *cdc.Change, typ string) {

@@ -178,14 +178,17 @@ func TestFloodAndTruncateBecomeOneResync(t *testing.T) {
 	if !b.Emits[1].All {
 		t.Error("RESYNC must reach every socket")
 	}
+	if b.Emits[0].Resync != "" || b.Emits[1].Resync != ResyncBulk {
+		t.Errorf("resync reasons %q, %q: want none for a row event, %q for the flood", b.Emits[0].Resync, b.Emits[1].Resync, ResyncBulk)
+	}
 	// Exactly at the threshold is not a flood.
 	if b := run(r, changes[1:11]...); len(b.Emits) != 10 {
 		t.Fatalf("10 rows with flood_rows 10: %d emits", len(b.Emits))
 	}
 	tr := &cdc.Change{Op: cdc.OpTruncate, Truncated: []cdc.Table{{Schema: "public", Name: "members"}, {Schema: "public", Name: "settings"}}}
 	b = run(r, tr)
-	if len(b.Emits) != 1 || b.Emits[0].Event != "member:update" || string(b.Emits[0].Payload) != `{"type":"RESYNC"}` {
-		t.Fatalf("truncate: %s", dump(b.Emits))
+	if len(b.Emits) != 1 || b.Emits[0].Event != "member:update" || string(b.Emits[0].Payload) != `{"type":"RESYNC"}` || b.Emits[0].Resync != ResyncTruncate {
+		t.Fatalf("truncate: %s (reason %q)", dump(b.Emits), b.Emits[0].Resync)
 	}
 }
 
@@ -194,6 +197,9 @@ func TestSlotRecreatedResyncsEveryEnvelopeTable(t *testing.T) {
 	var events []string
 	for _, e := range b.Emits {
 		events = append(events, e.Event)
+		if e.Resync != ResyncSlotRecreated {
+			t.Errorf("%s: resync reason %q, want %q", e.Event, e.Resync, ResyncSlotRecreated)
+		}
 	}
 	if !reflect.DeepEqual(events, []string{"donation:update", "member:update", "user:update"}) {
 		t.Fatalf("events = %v", events)

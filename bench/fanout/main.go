@@ -65,7 +65,7 @@ func main() {
 	clients := flag.String("clients", "1000,5000", "comma-separated client counts")
 	rates := flag.String("rates", "10000,20000,40000,80000,100000,160000,320000,400000,640000,1280000,2560000",
 		"ladder of offered deliveries per second (events/s x receivers); the default has 20 and 80 events/s per socket for 1,000 and 5,000 clients")
-	servers := flag.String("servers", "walcast,node,centrifuge", "servers to measure, in order: walcast, node, centrifuge, floor (one write(2) per delivery and nothing else), walcast-delay (walcast's hub with -write-delay), baseline (walcast's bench server from the -baseline checkout)")
+	servers := flag.String("servers", "walcast,node,centrifuge", "servers to measure, in order: walcast, node, centrifuge, floor (one write(2) per delivery and nothing else), walcast-delay (walcast's hub with -write-delay), walcast-metrics (walcast's hub with walcast serve's metrics, gathered every second), baseline (walcast's bench server from the -baseline checkout)")
 	flag.StringVar(&o.baseline, "baseline", "", "another checkout of walcast (e.g. git worktree add /tmp/main main) whose bench server runs as server \"baseline\": a change measured against it in the same run")
 	flag.DurationVar(&o.writeDelay, "write-delay", 20*time.Millisecond, "engine.io write delay of the walcast-delay server (walcast serve --write-delay)")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "broadcast window per rung")
@@ -96,8 +96,8 @@ func main() {
 		fail(fmt.Errorf("-rates: %w", err))
 	}
 	for _, s := range strings.Split(*servers, ",") {
-		if !slices.Contains([]string{"walcast", "node", "centrifuge", "floor", "walcast-delay", "baseline"}, s) {
-			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, centrifuge, floor, walcast-delay, baseline)", s))
+		if !slices.Contains([]string{"walcast", "node", "centrifuge", "floor", "walcast-delay", "walcast-metrics", "baseline"}, s) {
+			fail(fmt.Errorf("-servers: unknown server %q (walcast, node, centrifuge, floor, walcast-delay, walcast-metrics, baseline)", s))
 		}
 		o.servers = append(o.servers, s)
 	}
@@ -194,7 +194,7 @@ func prepare(ctx context.Context, o options, dir string) (servers, error) {
 	if err := serverproc.EnsureNodeModules(ctx, b.nodeDir); err != nil {
 		return b, err
 	}
-	if slices.Contains(o.servers, "walcast") || slices.Contains(o.servers, "walcast-delay") {
+	if slices.Contains(o.servers, "walcast") || slices.Contains(o.servers, "walcast-delay") || slices.Contains(o.servers, "walcast-metrics") {
 		b.walcast = filepath.Join(dir, "walcast-bench-server")
 		if err := serverproc.BuildGo(ctx, o.dir, "./server", b.walcast); err != nil {
 			return b, fmt.Errorf("build the walcast bench server: %w", err)

@@ -81,10 +81,13 @@ func (g rung) behind() bool {
 func startServer(ctx context.Context, o options, name string, clients int, bins servers) (*serverproc.Proc, string, error) {
 	var args []string
 	switch name {
-	case "walcast", "walcast-delay":
+	case "walcast", "walcast-delay", "walcast-metrics":
 		args = []string{bins.walcast, "-addr", "127.0.0.1:0"}
-		if name == "walcast-delay" {
+		switch name {
+		case "walcast-delay":
 			args = append(args, "-write-delay", o.writeDelay.String())
+		case "walcast-metrics":
+			args = append(args, "-metrics")
 		}
 	case "centrifuge":
 		args = []string{bins.centrifuge, "-addr", "127.0.0.1:0"}

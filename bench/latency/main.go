@@ -91,7 +91,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	srv := exec.Command(bin, "serve", "--listen", addr, "--log-level", "warn")
+	srv := exec.Command(bin, "serve", "--listen", addr, "--admin-listen", "127.0.0.1:0", "--log-level", "warn")
 	srv.Env = []string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret, "PATH=" + os.Getenv("PATH")}
 	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
 	if err := srv.Start(); err != nil {

@@ -173,7 +173,7 @@ func measureWalcast(ctx context.Context, bin, script, dsn, slot string, env []st
 	}
 	// The per-socket lock rate limit (--lock-rate) would answer most of
 	// these back-to-back calls "rate limited": raised, to time the store.
-	srv := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--log-level", "error", "--slot", slot,
+	srv := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--admin-listen", "127.0.0.1:0", "--log-level", "error", "--slot", slot,
 		"--lock-rate", "1000000", "--lock-burst", "1000000")
 	srv.Env = append([]string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret, "PATH=" + os.Getenv("PATH")}, env...)
 	srv.Stderr = os.Stderr

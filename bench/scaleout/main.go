@@ -369,7 +369,7 @@ func startInstance(ctx context.Context, bin string, env []string, name string) (
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--log-level", "warn")
+	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--admin-listen", "127.0.0.1:0", "--log-level", "warn")
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {

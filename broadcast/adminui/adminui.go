@@ -44,7 +44,8 @@ import (
 // Config enables the Admin UI. Username and PasswordHash are required: the
 // Admin UI is never served without authentication.
 type Config struct {
-	// Namespace the UI connects to; default "/admin", the UI's default.
+	// Namespace the UI connects to; default DefaultNamespace, the UI's
+	// default.
 	Namespace string
 	// Username and PasswordHash (bcrypt, any of the $2a$, $2b$, $2y$
 	// variants, e.g. from `htpasswd -nbB user pass` or bcrypt.hashSync) are
@@ -71,6 +72,10 @@ type Config struct {
 	SocketData func(*socketio.Socket) any
 	Logger     *slog.Logger
 }
+
+// DefaultNamespace is the namespace the Admin UI connects to unless told
+// otherwise.
+const DefaultNamespace = "/admin"
 
 // Traffic is cumulative Engine.IO traffic since the server started.
 type Traffic struct {
@@ -126,7 +131,7 @@ func Attach(srv *socketio.Server, cfg Config) (*AdminUI, error) {
 		return nil, fmt.Errorf("admin ui: password hash is not a bcrypt hash: %w", err)
 	}
 	if cfg.Namespace == "" {
-		cfg.Namespace = "/admin"
+		cfg.Namespace = DefaultNamespace
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 24 * time.Hour

@@ -144,7 +144,7 @@ func (v *Verifier) Verify(raw string) (*Identity, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	if !id.ExpiresAt.IsZero() && !time.Now().Before(id.ExpiresAt) {
-		return nil, fmt.Errorf("%w: token expired at %s", ErrInvalidToken, id.ExpiresAt.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: %w at %s", ErrInvalidToken, errExpired, id.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return id, nil
 }

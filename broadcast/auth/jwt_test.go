@@ -65,9 +65,22 @@ func TestVerifyHS256(t *testing.T) {
 		{"fractional id", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"id": 1.5}), ErrInvalidToken},
 		{"role of wrong type", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"id": 1, "role": 3}), ErrInvalidToken},
 	}
+	// Why each refusal is counted (FailureReason).
+	reasons := map[string]string{
+		"empty": ReasonNoToken, "blank": ReasonNoToken, "garbage": ReasonMalformed,
+		"wrong secret": ReasonBadSignature, "expired": ReasonExpired, "expired less than the leeway ago": ReasonExpired, "alg none": ReasonBadSignature,
+		"HS512 with the same secret": ReasonBadSignature, "RS256 when HS256 configured": ReasonBadSignature,
+		"not yet valid": ReasonNotYetValid, "no id nor sub": ReasonClaims, "id of wrong type": ReasonClaims,
+		"fractional id": ReasonClaims, "role of wrong type": ReasonClaims,
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id, err := v.Verify(tc.token)
+			if err != nil {
+				if got := FailureReason(err); got != reasons[tc.name] {
+					t.Errorf("FailureReason(%v) = %q, want %q", err, got, reasons[tc.name])
+				}
+			}
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Verify: %v", err)

@@ -32,6 +32,11 @@ type Config struct {
 	// AllowCredentials adds Access-Control-Allow-Credentials: true for
 	// allowed origins (the origin is echoed, never "*").
 	AllowCredentials bool
+	// CredentialedOrigins are allowed too, with credentials, whatever
+	// AllowCredentials says: for a tool that connects withCredentials from
+	// its own origin (the Socket.IO Admin UI), without allowing
+	// credentials to the application's origins.
+	CredentialedOrigins []string
 	// SendQueue bounds the packets queued per session; a session whose queue
 	// overflows has its transport closed with reason "slow consumer".
 	// Default 1024.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,7 +235,8 @@ func (s *Server) applyCORS(w http.ResponseWriter, r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
-	if !s.originAllowed(origin) {
+	credentialed := slices.Contains(s.cfg.CredentialedOrigins, origin)
+	if !credentialed && !s.originAllowed(origin) {
 		if sameOrigin(origin, r) {
 			return true
 		}
@@ -244,7 +246,7 @@ func (s *Server) applyCORS(w http.ResponseWriter, r *http.Request) bool {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Add("Vary", "Origin")
-	if s.cfg.AllowCredentials {
+	if s.cfg.AllowCredentials || credentialed {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
 	if r.Method == http.MethodOptions {

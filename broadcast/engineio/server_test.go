@@ -366,6 +366,10 @@ func TestCORS(t *testing.T) {
 		{"star", Config{AllowedOrigins: []string{"*"}}, "https://any.example", 200, "https://any.example", ""},
 		{"no list, cross origin", Config{}, "https://b.example", 403, "", ""},
 		{"no origin header", Config{}, "", 200, "", ""},
+		{"credentialed origin", Config{AllowedOrigins: []string{"https://a.example"}, CredentialedOrigins: []string{"https://admin.example"}}, "https://admin.example", 200, "https://admin.example", "true"},
+		{"listed beside a credentialed one", Config{AllowedOrigins: []string{"https://a.example"}, CredentialedOrigins: []string{"https://admin.example"}}, "https://a.example", 200, "https://a.example", ""},
+		{"star beside a credentialed one", Config{AllowedOrigins: []string{"*"}, CredentialedOrigins: []string{"https://admin.example"}}, "https://any.example", 200, "https://any.example", ""},
+		{"credentialed only, another origin", Config{CredentialedOrigins: []string{"https://admin.example"}}, "https://b.example", 403, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

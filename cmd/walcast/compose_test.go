@@ -183,9 +183,6 @@ func composeEnvList(t *testing.T, service string, env composeEnv, shell map[stri
 	t.Helper()
 	var out []string
 	for k, v := range env {
-		if k == "WALCAST_ADMIN_LISTEN" {
-			continue // for Prometheus (metrics' TestComposeMonitoring); serve has no admin listener yet
-		}
 		r, err := composeInterpolate(v, shell)
 		if err != nil {
 			return nil, fmt.Errorf("service %s, %s: %w", service, k, err)

@@ -8,10 +8,14 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/walcast/walcast/broadcast"
 	"github.com/walcast/walcast/broadcast/redisadapter"
@@ -51,6 +55,15 @@ type settings struct {
 	// InstanceID starts every Engine.IO session id this process hands out,
 	// so a proxy can send a session's later requests back here.
 	InstanceID string
+	// AdminListen is the operator listener's address (/metrics); empty
+	// when off, and then nothing is counted at all.
+	AdminListen string
+	AdminPprof  bool
+	// The Admin UI's /admin namespace, served when a username is set.
+	AdminUIUsername     string
+	AdminUIPasswordHash string
+	AdminUIAllowChanges bool
+	AdminUIOrigins      []string
 }
 
 // setting is one setting of `walcast serve`, written once: its flag, its
@@ -164,25 +177,69 @@ var serveSettings = []setting{
 		usage: "rooms a socket may join itself with join_room; beyond it join_room answers " +
 			"{success: false, error: \"too many rooms\"}",
 		apply: positiveInt(func(s *settings) *int { return &s.MaxRooms })},
+
+	// Operating walcast.
+	{flag: "admin-listen", env: "WALCAST_ADMIN_LISTEN", arg: "ADDR", def: defaultAdminListen,
+		usage: "the operator listener: Prometheus metrics at /metrics (and the profiler with --admin-pprof); " +
+			"never the public --listen address; off turns it off and counts nothing",
+		apply: adminListen},
+	{flag: "admin-pprof", env: "WALCAST_ADMIN_PPROF", def: "false",
+		usage: "serve Go's profiler under /debug/pprof/ on the operator listener",
+		apply: boolean(func(s *settings) *bool { return &s.AdminPprof })},
+	{flag: "admin-ui-username", env: "WALCAST_ADMIN_UI_USERNAME", arg: "NAME", defText: "unset: no Admin UI",
+		usage: "serve the Socket.IO Admin UI's /admin namespace on --listen, to this user with --admin-ui-password-hash",
+		apply: text(func(s *settings) *string { return &s.AdminUIUsername })},
+	{flag: "admin-ui-password-hash", env: "WALCAST_ADMIN_UI_PASSWORD_HASH", arg: "HASH",
+		usage: "bcrypt hash of the Admin UI password ($2a$, $2b$ or $2y$, e.g. from htpasswd -nbB admin PASSWORD)",
+		apply: bcryptHash},
+	{flag: "admin-ui-allow-changes", env: "WALCAST_ADMIN_UI_ALLOW_CHANGES", def: "false",
+		usage: "let the Admin UI make sockets join or leave rooms and disconnect them; without it the UI only looks",
+		apply: boolean(func(s *settings) *bool { return &s.AdminUIAllowChanges })},
+	{flag: "admin-ui-origin", env: "WALCAST_ADMIN_UI_ORIGIN", arg: "LIST", def: defaultAdminUIOrigin, defText: "the hosted UI's",
+		usage: "comma-separated origins the Admin UI page is loaded from (default " + defaultAdminUIOrigin + ", the hosted UI); " +
+			"allowed with credentials for the /admin namespace only",
+		apply: adminUIOrigins},
 }
 
-const defaultListen = ":8080"
+const (
+	defaultListen        = ":8080"
+	defaultAdminListen   = "127.0.0.1:9464"
+	defaultAdminUIOrigin = "https://admin.socket.io"
+)
 
 // parseServe reads settings for serve from args and env. Unknown flags,
 // unknown WALCAST_* variables and contradictions are errors naming the
 // setting.
 func parseServe(args []string, env []string, stderr io.Writer) (*settings, error) {
+	fs := flag.NewFlagSet("walcast serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: walcast serve [flags]\n\n")
+		printSettingsUsage(stderr)
+	}
+	s, problems, err := parseSettings(fs, args, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseSettings reads every setting into s through fs (which may define
+// flags of its own): err is what stops the command outright (an unknown
+// flag or variable, -h), problems the settings that are wrong, each
+// naming itself; s holds what could be read either way.
+func parseSettings(fs *flag.FlagSet, args []string, env []string) (s *settings, problems []error, err error) {
 	envMap := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		envMap[k] = v
 	}
 	if unknown := unknownEnv(envMap); len(unknown) > 0 {
-		return nil, fmt.Errorf("unknown environment setting %s (known: %s)", strings.Join(unknown, ", "), strings.Join(walcastEnvNames(), ", "))
+		return nil, nil, fmt.Errorf("unknown environment setting %s (known: %s)", strings.Join(unknown, ", "), strings.Join(walcastEnvNames(), ", "))
 	}
-
-	fs := flag.NewFlagSet("walcast serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	vals := make([]*string, len(serveSettings))
 	for i, st := range serveSettings {
 		v := st.def
@@ -198,25 +255,19 @@ func parseServe(args []string, env []string, stderr io.Writer) (*settings, error
 			fs.Var(stringFlag{vals[i]}, st.flag, st.usage)
 		}
 	}
-	fs.Usage = func() { printServeUsage(stderr) }
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	s := &settings{}
-	var errs []error
+	s = &settings{}
 	for i, st := range serveSettings {
 		if err := st.apply(s, *vals[i], st); err != nil {
-			errs = append(errs, err)
+			problems = append(problems, err)
 		}
 	}
-	errs = append(errs, s.contradictions()...)
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return s, append(problems, s.contradictions()...), nil
 }
 
 // contradictions checks what no single setting can: required settings and
@@ -255,7 +306,41 @@ func (s *settings) contradictions() []error {
 	if s.RedisAdapter == string(broadcast.AdapterPubSub) && s.RedisURL == "" {
 		errs = append(errs, errors.New("--redis-adapter (WALCAST_REDIS_ADAPTER) pubsub needs --redis-url (REDIS_URL)"))
 	}
+	return append(errs, s.adminContradictions()...)
+}
+
+// adminContradictions checks the operator settings against each other and
+// against the public listener.
+func (s *settings) adminContradictions() []error {
+	var errs []error
+	if s.AdminListen != "" && samePort(s.AdminListen, s.Listen) {
+		errs = append(errs, fmt.Errorf("--admin-listen (WALCAST_ADMIN_LISTEN) %s is the public --listen address %s: metrics and the profiler are for operators, never on the public port", s.AdminListen, s.Listen))
+	}
+	if s.AdminPprof && s.AdminListen == "" {
+		errs = append(errs, errors.New("--admin-pprof (WALCAST_ADMIN_PPROF) needs the operator listener, which --admin-listen off turns off"))
+	}
+	switch {
+	case s.AdminUIUsername != "" && s.AdminUIPasswordHash == "":
+		errs = append(errs, errors.New("--admin-ui-username (WALCAST_ADMIN_UI_USERNAME) needs --admin-ui-password-hash (WALCAST_ADMIN_UI_PASSWORD_HASH): the Admin UI is never served without a password"))
+	case s.AdminUIUsername == "" && s.AdminUIPasswordHash != "":
+		errs = append(errs, errors.New("--admin-ui-password-hash (WALCAST_ADMIN_UI_PASSWORD_HASH) needs --admin-ui-username (WALCAST_ADMIN_UI_USERNAME)"))
+	}
+	if s.AdminUIAllowChanges && s.AdminUIUsername == "" {
+		errs = append(errs, errors.New("--admin-ui-allow-changes (WALCAST_ADMIN_UI_ALLOW_CHANGES) needs the Admin UI (--admin-ui-username and --admin-ui-password-hash)"))
+	}
 	return errs
+}
+
+// samePort reports whether two listen addresses would share a port: the
+// same port on the same host, or on any host when either listens on all.
+func samePort(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb || pa == "0" {
+		return false
+	}
+	all := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || all(ha) || all(hb)
 }
 
 // Readers of setting values. Each error names the setting.
@@ -364,6 +449,45 @@ func instanceID(s *settings, v string, as setting) error {
 	return nil
 }
 
+func adminListen(s *settings, v string, as setting) error {
+	v = strings.TrimSpace(v)
+	if strings.EqualFold(v, "off") {
+		s.AdminListen = ""
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		return fmt.Errorf("--%s (%s): %q is not host:port (like 127.0.0.1:9464) or off", as.flag, as.env, v)
+	}
+	s.AdminListen = v
+	return nil
+}
+
+// bcryptHash takes the hash verbatim, like a secret, and checks it is one.
+func bcryptHash(s *settings, v string, as setting) error {
+	s.AdminUIPasswordHash = v
+	if v == "" {
+		return nil
+	}
+	if _, err := bcrypt.Cost([]byte(v)); err != nil {
+		return fmt.Errorf("--%s (%s) is not a bcrypt hash ($2a$, $2b$ or $2y$, e.g. from htpasswd -nbB admin PASSWORD): %w", as.flag, as.env, err)
+	}
+	return nil
+}
+
+func adminUIOrigins(s *settings, v string, as setting) error {
+	s.AdminUIOrigins = nil
+	for _, o := range strings.Split(v, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("--%s (%s): %q is not an origin (scheme and host, like https://admin.socket.io)", as.flag, as.env, o)
+		}
+		s.AdminUIOrigins = append(s.AdminUIOrigins, strings.TrimSuffix(o, "/"))
+	}
+	return nil
+}
+
 func socketPath(s *settings, v string, as setting) error {
 	s.Path = strings.TrimSpace(v)
 	if !strings.HasPrefix(s.Path, "/") {
@@ -435,10 +559,10 @@ type boolFlag struct{ stringFlag }
 
 func (boolFlag) IsBoolFlag() bool { return true }
 
-// printServeUsage lists every setting with its variable, default and help,
-// wrapped to a terminal's width.
-func printServeUsage(w io.Writer) {
-	fmt.Fprint(w, "usage: walcast serve [flags]\n\nEvery flag can also be set by the environment variable shown; the flag wins.\n\n")
+// printSettingsUsage lists every setting with its variable, default and
+// help, wrapped to a terminal's width.
+func printSettingsUsage(w io.Writer) {
+	fmt.Fprint(w, "Every flag can also be set by the environment variable shown; the flag wins.\n\n")
 	for _, st := range serveSettings {
 		head := "  --" + st.flag
 		if !st.boolean() {

@@ -84,6 +84,15 @@ func TestParseServeRefusals(t *testing.T) {
 		{"bad boolean from env", nil, append(ok, "WALCAST_RECREATE_SLOT=sometimes"), "--recreate-slot"},
 		{"unknown redis adapter", []string{"--redis-adapter", "kafka"}, append(ok, "REDIS_URL=redis://127.0.0.1:6379"), `--redis-adapter (WALCAST_REDIS_ADAPTER): "kafka"`},
 		{"pubsub without redis", nil, append(ok, "WALCAST_REDIS_ADAPTER=pubsub"), "--redis-adapter (WALCAST_REDIS_ADAPTER) pubsub needs --redis-url"},
+		{"admin listener on the public port", []string{"--listen", ":9000", "--admin-listen", "127.0.0.1:9000"}, ok, "--admin-listen (WALCAST_ADMIN_LISTEN) 127.0.0.1:9000 is the public --listen address"},
+		{"admin listener on the same address", nil, append(ok, "WALCAST_LISTEN=127.0.0.1:9464"), "is the public --listen address"},
+		{"admin listener not an address", []string{"--admin-listen", "9464"}, ok, `--admin-listen (WALCAST_ADMIN_LISTEN): "9464" is not host:port`},
+		{"pprof without the listener", []string{"--admin-listen", "off", "--admin-pprof"}, ok, "--admin-pprof (WALCAST_ADMIN_PPROF) needs the operator listener"},
+		{"admin ui without a hash", []string{"--admin-ui-username", "ops"}, ok, "--admin-ui-username (WALCAST_ADMIN_UI_USERNAME) needs --admin-ui-password-hash"},
+		{"admin ui hash without a user", nil, append(ok, "WALCAST_ADMIN_UI_PASSWORD_HASH="+testHash), "--admin-ui-password-hash (WALCAST_ADMIN_UI_PASSWORD_HASH) needs --admin-ui-username"},
+		{"admin ui password in clear", []string{"--admin-ui-username", "ops", "--admin-ui-password-hash", "secret"}, ok, "--admin-ui-password-hash (WALCAST_ADMIN_UI_PASSWORD_HASH) is not a bcrypt hash"},
+		{"admin ui changes without the ui", []string{"--admin-ui-allow-changes"}, ok, "--admin-ui-allow-changes (WALCAST_ADMIN_UI_ALLOW_CHANGES) needs the Admin UI"},
+		{"admin ui origin with a path", []string{"--admin-ui-origin", "https://admin.example/ui"}, ok, `--admin-ui-origin (WALCAST_ADMIN_UI_ORIGIN): "https://admin.example/ui" is not an origin`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -216,5 +225,36 @@ func TestReadmeConfigurationTable(t *testing.T) {
 	}
 	for f := range rows {
 		t.Errorf("README's table has --%s, which walcast serve does not know", f)
+	}
+}
+
+// testHash is bcrypt("secret") at the lowest cost.
+const testHash = "$2a$04$JuVMC6n22/80IbYwzVEELOLkwT3bfDSmQvpfhDN.9yxyyw0G4P4f."
+
+// TestParseServeOperatorSettings: the operator listener is on by default
+// on loopback, off by "off"; the Admin UI takes a user, a bcrypt hash
+// verbatim and its origins.
+func TestParseServeOperatorSettings(t *testing.T) {
+	base := []string{"DATABASE_URL=postgres://x/db", "JWT_SECRET=s"}
+	s, err := parseServe(nil, base, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.AdminListen != "127.0.0.1:9464" || s.AdminPprof || s.adminUI() || !slices.Equal(s.AdminUIOrigins, []string{"https://admin.socket.io"}) {
+		t.Errorf("defaults: listen %q pprof %v ui %v origins %v", s.AdminListen, s.AdminPprof, s.adminUI(), s.AdminUIOrigins)
+	}
+	for _, off := range []string{"off", "OFF"} {
+		if s, err := parseServe([]string{"--admin-listen", off}, base, io.Discard); err != nil || s.AdminListen != "" {
+			t.Errorf("--admin-listen %s: %q, %v", off, s.AdminListen, err)
+		}
+	}
+	s, err = parseServe([]string{"--admin-listen", "0.0.0.0:9100", "--admin-pprof", "--admin-ui-allow-changes", "--admin-ui-origin", "http://localhost:8081/, https://ops.example"},
+		append(base, "WALCAST_ADMIN_UI_USERNAME=ops", "WALCAST_ADMIN_UI_PASSWORD_HASH="+testHash), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.AdminListen != "0.0.0.0:9100" || !s.AdminPprof || s.AdminUIUsername != "ops" || s.AdminUIPasswordHash != testHash || !s.AdminUIAllowChanges ||
+		!slices.Equal(s.AdminUIOrigins, []string{"http://localhost:8081", "https://ops.example"}) {
+		t.Errorf("operator settings not applied: %+v", s)
 	}
 }

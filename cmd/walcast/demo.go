@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/walcast/walcast/broadcast/redisadapter"
 	"github.com/walcast/walcast/internal/pgtemp"
 	"github.com/walcast/walcast/sql"
 )
@@ -52,6 +54,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	redis.SetLogger(redisadapter.NewClientLogger(log, 0))
 	srv, err := newServer(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -77,6 +80,9 @@ In a browser app:
 
 Sample changes are written every %s. Ctrl-C stops and deletes everything.
 `, url, dsn, secret, admin, viewer, url, admin, url, *every)
+	if srv.adminLn != nil {
+		fmt.Fprintf(stdout, "Prometheus metrics: http://%s/metrics\n", srv.adminLn.Addr())
+	}
 	if *every > 0 {
 		go writeSamples(ctx, dsn, *every, log.Info)
 	}

@@ -83,6 +83,7 @@ func runFailover(t *testing.T, txs int, sig syscall.Signal, dsnSuffix string) {
 	next := cl.awaitNewLeader(t, leader, 30*time.Second)
 	took := time.Since(struck)
 	t.Logf("%v: instance %d took over from %d after %s", sig, next, leader, took.Round(10*time.Millisecond))
+	waitMetric(t, cl.nodes[next], "walcast_replication_takeovers_total", 1, 30*time.Second)
 	if sig == syscall.SIGSTOP {
 		// The old reader wakes up holding transactions the new one has
 		// published or will publish: the fence must drop them, and the

@@ -2,6 +2,7 @@
 // events for browsers and serves record locks over the same sockets.
 //
 //	walcast serve      run the service (DATABASE_URL, JWT_SECRET, ...)
+//	walcast check      check the database and Redis as serve would, changing nothing
 //	walcast demo       run it against a throwaway PostgreSQL with sample data
 //	walcast teardown   drop the replication slot and publication walcast made
 //	walcast token      mint an HS256 token for development
@@ -20,12 +21,18 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/walcast/walcast/broadcast/redisadapter"
 )
 
 const usage = `walcast: PostgreSQL row changes as Socket.IO events.
 
 usage:
   walcast serve [flags]      run the service (see 'walcast serve -h')
+  walcast check [flags]      check the database and Redis as serve would, without
+                             starting (exit 0: nothing stops a start; --json)
   walcast demo [flags]       run against a throwaway PostgreSQL with sample changes
   walcast teardown [flags]   drop walcast's replication slot and publication
   walcast token [flags]      print an HS256 token for development
@@ -36,7 +43,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, errProblemsFound):
+		os.Exit(1) // walcast check printed them
+	default:
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "walcast:", err)
 		}
@@ -56,6 +67,8 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		return withAdvice(serve(ctx, cfg, stderr), cfg.Slot)
+	case "check":
+		return check(ctx, args[1:], env, stdout, stderr)
 	case "demo":
 		return demo(ctx, args[1:], stdout, stderr)
 	case "teardown":
@@ -74,6 +87,9 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) erro
 
 func serve(ctx context.Context, cfg *settings, logOut io.Writer) error {
 	log := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
+	// The Redis client logs through a logger of its own: route it
+	// through walcast's, so every line has walcast's format.
+	redis.SetLogger(redisadapter.NewClientLogger(log, 0))
 	srv, err := newServer(ctx, cfg, log)
 	if err != nil {
 		return err

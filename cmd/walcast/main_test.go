@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -117,15 +118,18 @@ func uniqueSlot() string { return fmt.Sprintf("walcast_t%d_%d", os.Getpid(), slo
 
 // instance is one `walcast serve` subprocess.
 type instance struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	URL  string // http://127.0.0.1:port
-	DSN  string
-	Slot string
-	Pub  string
-	logs *logbuf.Buffer
-	done chan struct{}
-	err  error // set when done is closed
+	t   *testing.T
+	cmd *exec.Cmd
+	URL string // http://127.0.0.1:port
+	// AdminURL is the operator listener's (http://127.0.0.1:port), empty
+	// when the test turned it off.
+	AdminURL string
+	DSN      string
+	Slot     string
+	Pub      string
+	logs     *logbuf.Buffer
+	done     chan struct{}
+	err      error // set when done is closed
 }
 
 type serveOpts struct {
@@ -157,10 +161,19 @@ func startWalcast(t *testing.T, dsn string, o serveOpts) *instance {
 		o.pub = "walcast"
 	}
 	port := freePort(t)
-	args := append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--slot", o.slot, "--publication", o.pub, "--log-level", "debug"}, o.args...)
+	args := []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--slot", o.slot, "--publication", o.pub, "--log-level", "debug"}
+	adminURL := ""
+	if !slices.ContainsFunc(o.args, func(a string) bool { return strings.HasPrefix(a, "--admin-listen") }) {
+		// Every instance gets an operator listener of its own (the
+		// default address would be shared by all of them).
+		adminPort := freePort(t)
+		args = append(args, "--admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort))
+		adminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	}
+	args = append(args, o.args...)
 	cmd := exec.Command(walcastBin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "DATABASE_URL=" + dsn, "JWT_SECRET=" + testSecret}, o.env...)
-	in := &instance{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DSN: dsn, Slot: o.slot, Pub: o.pub, logs: &logbuf.Buffer{}, done: make(chan struct{})}
+	in := &instance{t: t, cmd: cmd, URL: fmt.Sprintf("http://127.0.0.1:%d", port), AdminURL: adminURL, DSN: dsn, Slot: o.slot, Pub: o.pub, logs: &logbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = in.logs, in.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start walcast: %v", err)

@@ -19,12 +19,14 @@ import (
 
 	"github.com/walcast/walcast/accounts"
 	"github.com/walcast/walcast/broadcast"
+	"github.com/walcast/walcast/broadcast/adminui"
 	"github.com/walcast/walcast/broadcast/auth"
 	"github.com/walcast/walcast/broadcast/engineio"
 	"github.com/walcast/walcast/broadcast/redisadapter"
 	"github.com/walcast/walcast/cdc"
 	"github.com/walcast/walcast/gateway"
 	"github.com/walcast/walcast/locks"
+	"github.com/walcast/walcast/metrics"
 	"github.com/walcast/walcast/relay"
 	"github.com/walcast/walcast/route"
 )
@@ -57,16 +59,21 @@ type server struct {
 	// store's, which has short timeouts of its own so a lock ack fails fast.
 	redis     *redis.Client
 	lockRedis *redis.Client
+	// Operating walcast: metrics (nil with --admin-listen off), the slot
+	// sampler that feeds them, the operator listener, the Admin UI.
+	metrics *metrics.Metrics
+	sampler *cdc.SlotSampler
+	admin   *http.Server
+	adminLn net.Listener
+	adminUI *adminui.AdminUI
 }
 
 // newServer prepares everything that can fail before anything is served:
 // routing against the live schema, the publication and the slot, Redis.
 func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server, err error) {
-	routing := route.GraceGiver()
-	if cfg.ConfigFile != "" {
-		if routing, err = route.LoadFile(cfg.ConfigFile); err != nil {
-			return nil, err
-		}
+	routing, err := loadRouting(cfg)
+	if err != nil {
+		return nil, err
 	}
 	catalog, err := cdc.DescribeDatabase(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -113,8 +120,15 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 				s.hub.Close()
 			}
 			s.closeRedis()
+			if s.adminLn != nil {
+				_ = s.adminLn.Close()
+			}
 		}
 	}()
+	if cfg.AdminListen != "" {
+		s.metrics = metrics.New(metrics.Options{Sources: s.metricSources()})
+		cdcCfg.Observer = s.metrics.ReaderObserver()
+	}
 	if u := resolved.Config.Users; !u.Disabled {
 		s.accounts = accounts.New(accounts.Columns{Table: u.Table, ID: u.IDColumn, Role: u.RoleColumn, MemberID: u.MemberIDColumn, LockedUntil: u.LockedUntilColumn})
 	}
@@ -122,6 +136,9 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 	// before the SELECT below, so a change the SELECT misses still comes.
 	if err := s.openHub(ctx, routing.ReservedRooms()); err != nil {
 		return nil, err
+	}
+	if s.metrics != nil {
+		s.hub.Server().AddObserver(s.metrics.SocketObserver())
 	}
 	if s.accounts != nil {
 		if err := s.accounts.Load(ctx, cfg.DatabaseURL); err != nil {
@@ -141,31 +158,50 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 		log.Info("resuming after published transactions", "mark", markKeyPrefix+cfg.Slot, "end_lsn", cdcCfg.StartLSN)
 	}
 	s.reader = cdc.NewReader(cdcCfg)
-	s.relay = relay.New(relay.Config{Hub: s.hub, Router: router, Logger: log})
+	relayCfg := relay.Config{Hub: s.hub, Router: router, Logger: log}
+	lockCfg := locks.Config{
+		Renew:               cfg.LockRenew,
+		ReleaseOnDisconnect: cfg.LockReleaseOnDC,
+		// a client that may still recover its session keeps its locks
+		DisconnectGrace: cfg.RecoveryWindow,
+	}
+	var gatewayObs gateway.Observer
+	var onRefusal func(kind string)
+	if s.metrics != nil {
+		onRefusal = s.metrics.Refused
+		relayCfg.Observer = s.metrics.RelayObserver(s.redis != nil)
+		lockCfg.Observer = s.metrics.LockObserver()
+		gatewayObs = s.metrics
+		s.sampler = cdc.NewSlotSampler(cdc.SlotSamplerConfig{ConnString: cfg.DatabaseURL, Slot: cfg.Slot, Logger: log,
+			// The instance that reads the slot reports it, also while it
+			// reconnects; a standby leaves it to that one.
+			When: func() bool { st := s.reader.State(); return st == cdc.StateLeader || st == cdc.StateReconnecting }})
+	}
+	s.relay = relay.New(relayCfg)
 
 	store, err := s.newLockStore()
 	if err != nil {
 		return nil, err
 	}
 	s.gateway, err = gateway.Attach(s.hub, gateway.Config{
-		Verifier:  verifier,
-		Accounts:  s.accounts,
-		LockStore: store,
-		Locks: locks.Config{
-			Renew:               cfg.LockRenew,
-			ReleaseOnDisconnect: cfg.LockReleaseOnDC,
-			// a client that may still recover its session keeps its locks
-			DisconnectGrace: cfg.RecoveryWindow,
-		},
+		Verifier:      verifier,
+		Accounts:      s.accounts,
+		LockStore:     store,
+		Locks:         lockCfg,
 		Reserved:      routing.ReservedRooms(),
 		MaxRooms:      cfg.MaxRooms,
 		LockRate:      cfg.LockRate,
 		LockBurst:     cfg.LockBurst,
+		OnRefusal:     onRefusal,
 		ExpiryWarning: cfg.ExpiryWarning,
 		Standby:       func() bool { return cfg.RedisURL == "" && s.reader.State() == cdc.StateStandby },
 		Logger:        log,
+		Observer:      gatewayObs,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.attachAdminUI(); err != nil {
 		return nil, err
 	}
 
@@ -174,7 +210,18 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle(cfg.Path, s.hub.Handler())
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if err := s.listenAdmin(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// loadRouting reads the routing file, or takes the built-in profile.
+func loadRouting(cfg *settings) (route.Config, error) {
+	if cfg.ConfigFile == "" {
+		return route.GraceGiver(), nil
+	}
+	return route.LoadFile(cfg.ConfigFile)
 }
 
 // openHub opens the broadcast hub: in memory, or joined to the other
@@ -190,14 +237,23 @@ func (s *server) openHub(ctx context.Context, reserved route.ReservedRooms) erro
 		Recovery: gateway.Recovery(cfg.RecoveryWindow, reserved),
 		Logger:   s.log,
 	}
+	if cfg.adminUI() {
+		hubCfg.EngineIO.CredentialedOrigins = cfg.AdminUIOrigins
+	}
 	var cluster broadcast.Cluster
 	if cfg.RedisURL != "" {
 		rdb, err := redisadapter.NewClient(cfg.RedisURL, nil)
 		if err != nil {
 			return fmt.Errorf("--redis-url: %w", err)
 		}
+		if s.metrics != nil {
+			rdb.AddHook(s.metrics.RedisHook(metrics.RedisHub))
+		}
 		s.redis = rdb
 		cluster = broadcast.Cluster{Redis: rdb, Adapter: broadcast.ClusterAdapter(cfg.RedisAdapter), StreamWindow: cfg.StreamWindow, MarkKey: markKeyPrefix + cfg.Slot}
+		if cfg.adminUI() {
+			cluster.LocalNamespaces = []string{adminui.DefaultNamespace}
+		}
 	}
 	if s.accounts != nil {
 		cluster.OnState = func(state []byte) {
@@ -234,6 +290,9 @@ func (s *server) newLockStore() (locks.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
 	}
+	if s.metrics != nil {
+		rdb.AddHook(s.metrics.RedisHook(metrics.RedisLocks))
+	}
 	s.lockRedis = rdb
 	return locks.NewRedisStore(rdb, s.cfg.LockTTL), nil
 }
@@ -267,6 +326,15 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- s.http.Serve(ln) }()
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+	adminErr := make(chan error, 1) // never sent to without the listener
+	if s.admin != nil {
+		go func() { adminErr <- s.admin.Serve(s.adminLn) }()
+		go s.metrics.Run(opsCtx)
+		go func() { _ = s.sampler.Run(opsCtx) }()
+		s.log.Info("operator listener", "addr", s.adminLn.Addr().String(), "metrics", "/metrics", "pprof", s.cfg.AdminPprof)
+	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "path", s.cfg.Path)
 
 	var runErr error
@@ -280,11 +348,17 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 		readerErr <- nil // Run has returned; let the wait below pass
 	case err := <-httpErr:
 		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-adminErr:
+		runErr = fmt.Errorf("operator listener: %w", err)
 	}
 	close(s.stopping)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.http.Shutdown(shutdownCtx) // stops accepting; hijacked websockets stay until hub.Close
+	if s.admin != nil {
+		_ = s.admin.Shutdown(shutdownCtx)
+	}
+	stopOps()
 	stopReader()
 	if err := <-readerErr; err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
 		runErr = fmt.Errorf("replication reader: %w", err)
@@ -292,6 +366,9 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	stopGateway()
 	if err := <-gatewayErr; err != nil {
 		s.log.Error("lock service stopped", "err", err)
+	}
+	if s.adminUI != nil {
+		s.adminUI.Close()
 	}
 	s.hub.Close()
 	s.closeRedis()

@@ -208,6 +208,27 @@ func (s *Server) Kill() error { return s.signal(syscall.SIGKILL) }
 // Stop sends SIGTERM and waits for a clean shutdown.
 func (s *Server) Stop() error { return s.signal(syscall.SIGTERM) }
 
+// Pause stops the process (SIGSTOP) without closing anything: clients'
+// connections stay open and their commands hang, as with a Redis that
+// stalls or a network that drops packets. Resume continues it.
+func (s *Server) Pause() error { return s.suspend(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() error { return s.suspend(syscall.SIGCONT) }
+
+func (s *Server) suspend(sig syscall.Signal) error {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		return errors.New("redis-server is not running")
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal redis-server: %w", err)
+	}
+	return nil
+}
+
 func (s *Server) signal(sig syscall.Signal) error {
 	s.mu.Lock()
 	cmd, exited, logFile := s.cmd, s.exited, s.logFile

@@ -108,3 +108,29 @@ func TestTwoServersDistinctPorts(t *testing.T) {
 		t.Fatalf("two servers on one address %s", a.Addr())
 	}
 }
+
+// TestPauseResume: a paused server keeps its clients' connections but
+// answers nothing until resumed.
+func TestPauseResume(t *testing.T) {
+	s := Run(t, Options{})
+	c := client(t, s)
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := c.Get(short, "k").Err()
+	cancel()
+	if err == nil {
+		t.Fatal("a paused server answered")
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("after resume: %q, %v", got, err)
+	}
+}

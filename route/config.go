@@ -85,13 +85,16 @@ func (u UsersConfig) Columns() []string {
 	return cols
 }
 
+// DefaultFloodRows is flood_rows when the routing file does not set it.
+const DefaultFloodRows = 1000
+
 // Config is the whole routing configuration (the YAML file's content).
 type Config struct {
 	// Tables maps schema-qualified (or bare, meaning public) table names to
 	// their routes.
 	Tables map[string]*TableConfig `yaml:"tables"`
 	// FloodRows: a transaction changing more rows than this in one table
-	// sends one RESYNC for that table instead. Default 1000.
+	// sends one RESYNC for that table instead. Default DefaultFloodRows.
 	FloodRows int `yaml:"flood_rows"`
 	// RecentPayloads bounds the per-table memory of last-sent payloads used
 	// to drop UPDATEs that change nothing a client sees. Default 10000.
@@ -168,7 +171,7 @@ func QualifiedName(name string) string {
 
 func (c *Config) applyDefaults() {
 	if c.FloodRows == 0 {
-		c.FloodRows = 1000
+		c.FloodRows = DefaultFloodRows
 	}
 	if c.RecentPayloads == 0 {
 		c.RecentPayloads = 10000

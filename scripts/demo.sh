@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs walcast with nothing else prepared: installs PostgreSQL (and Node.js for
-# the event watcher) when missing, then `walcast demo`, which starts a
-# throwaway PostgreSQL with the example schema, prints tokens and the URL, and
-# writes sample changes.
+# Runs walcast with nothing else prepared: installs PostgreSQL and Node.js
+# when missing and the npm packages of the demo page (its socket.io-client)
+# and of the terminal event watcher, then `walcast demo`, which starts a
+# throwaway PostgreSQL with the example schema and serves a page that shows
+# its changes arriving; it prints that page's address first.
+#
+# Usage: scripts/demo.sh [walcast demo flags, e.g. --listen 127.0.0.1:9090]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -17,5 +20,10 @@ if ((${#need[@]})); then
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-[ -d e2e/node_modules ] || (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+# cmd/walcast/demo: the socket.io-client the page loads; e2e: scripts/watch.mjs's.
+for dir in cmd/walcast/demo e2e; do
+	if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+	fi
+done
 exec go run ./cmd/walcast demo "$@"

@@ -38,7 +38,7 @@ for svc in redis-server postgresql nginx prometheus prometheus-node-exporter; do
 	service "$svc" stop >/dev/null 2>&1 || true
 done
 
-# Every folder with a lockfile: the e2e client, the browser test, the benchmarks.
+# Every folder with a lockfile: the e2e client, the browser tests, the demo page's client, the benchmarks.
 while IFS= read -r lock; do
 	dir=$(dirname "$lock")
 	if [ ! -d "$dir/node_modules" ] || [ "$lock" -nt "$dir/node_modules" ]; then

@@ -23,14 +23,7 @@ const chromiumPath = "/usr/bin/chromium"
 // socket.io-client's browser bundle (from another origin, as the app's
 // pages do through CORS) and receives the event of a committed row.
 func TestBrowser(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("chromium is not installed (%v): install the Debian package: apt-get install -y chromium", err)
-	}
-	browserDir, err := filepath.Abs("testdata/browser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ensureNodeModules(t, browserDir)
+	browserDir := browserTestDir(t)
 	e2eDir, err := sioclient.Setup() // node_modules with socket.io-client's bundle
 	if err != nil {
 		t.Fatal(err)
@@ -58,22 +51,7 @@ func TestBrowser(t *testing.T) {
 	in := startWalcast(t, dsn, serveOpts{args: []string{"--cors-origins", origin}})
 	q := url.Values{"url": {in.URL}, "token": {tok}}
 
-	// Not t.TempDir: Chromium's helpers may still be writing in the
-	// profile for a moment after the browser closed.
-	profile, err := os.MkdirTemp("", "walcast-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 20 {
-			if os.RemoveAll(profile) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Logf("could not remove the browser profile %s", profile)
-	})
-	cmd := exec.Command("node", "run.mjs", origin+"/?"+q.Encode(), profile)
+	cmd := exec.Command("node", "run.mjs", origin+"/?"+q.Encode(), browserProfile(t))
 	cmd.Dir = browserDir
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -144,11 +122,47 @@ func TestBrowser(t *testing.T) {
 	}
 }
 
-// ensureNodeModules installs the pinned playwright-core when the folder's
-// node_modules lacks it (scripts/test.sh normally ran npm ci already).
-func ensureNodeModules(t *testing.T, dir string) {
+// browserTestDir is testdata/browser, with its playwright-core installed,
+// once Debian's Chromium is known to be there.
+func browserTestDir(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core", "package.json")); err == nil {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("chromium is not installed (%v): install the Debian package: apt-get install -y chromium", err)
+	}
+	dir, err := filepath.Abs("testdata/browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ensureNodeModules(t, dir, "playwright-core")
+	return dir
+}
+
+// browserProfile is a fresh Chromium user-data-dir, removed after the test.
+// Not t.TempDir: Chromium's helpers may still be writing in the profile for
+// a moment after the browser closed.
+func browserProfile(t *testing.T) string {
+	t.Helper()
+	profile, err := os.MkdirTemp("", "walcast-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 20 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove the browser profile %s", profile)
+	})
+	return profile
+}
+
+// ensureNodeModules runs npm ci in dir when its node_modules lacks the
+// package pkg (scripts/test.sh normally ran npm ci already).
+func ensureNodeModules(t *testing.T, dir, pkg string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg, "package.json")); err == nil {
 		return
 	}
 	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")

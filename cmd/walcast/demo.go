@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,17 +21,26 @@ import (
 )
 
 // demo runs walcast against a throwaway PostgreSQL holding the example
-// schema, prints tokens and the URL, and writes sample changes so a newcomer
-// sees events flow. Everything is deleted on exit.
+// schema and serves a page at "/" where an admin's and a viewer's sockets
+// show what reaches them as its buttons write rows. It prints the URL,
+// tokens and a few ways to watch; everything is deleted on exit.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("walcast demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen address")
-	every := fs.Duration("every", 3*time.Second, "how often to write a sample change (0: never)")
+	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen address (the page's write buttons answer only to an IP address or localhost)")
+	every := fs.Duration("every", 0, "how often to write a sample change besides the page's buttons (0: never)")
+	clientDir := fs.String("socketio-client", defaultSocketIOClient, "socket.io-client 4 package folder whose browser bundle the page loads (npm ci --prefix cmd/walcast/demo installs it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "starting a throwaway PostgreSQL (wal_level=logical)...")
+	if fs.NArg() > 0 {
+		return fmt.Errorf("walcast demo takes no arguments, got %q", fs.Args())
+	}
+	client, err := findSocketIOClient(*clientDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "starting a throwaway PostgreSQL (wal_level=logical)...")
 	pg, err := pgtemp.Start(pgtemp.Options{})
 	if err != nil {
 		return fmt.Errorf("start PostgreSQL (is the postgresql package installed?): %w", err)
@@ -46,10 +56,16 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	secretBytes := make([]byte, 16)
 	_, _ = rand.Read(secretBytes)
 	secret := hex.EncodeToString(secretBytes)
-	admin, _ := signToken([]byte(secret), "1", "admin", "super_admin", "", 24*time.Hour)
-	viewer, _ := signToken([]byte(secret), "2", "ann", "viewer", "m-ann", 24*time.Hour)
+	admin, err := signToken([]byte(secret), "1", "admin", "super_admin", "", 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	viewer, err := signToken([]byte(secret), "2", "ann", "viewer", demoViewerMember, 24*time.Hour)
+	if err != nil {
+		return err
+	}
 
-	cfg, err := parseServe([]string{"--listen", *listen, "--cors-origins", "*"}, []string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret}, stderr)
+	cfg, err := parseServe([]string{"--listen", *listen, "--cors-origins", "*", "--admin-listen", "127.0.0.1:0"}, []string{"DATABASE_URL=" + dsn, "JWT_SECRET=" + secret}, stderr)
 	if err != nil {
 		return err
 	}
@@ -59,27 +75,35 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	page := newDemoPage(dsn, client, cfg, admin, viewer, log)
+	srv.http.Handler = page.handler(srv.http.Handler)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	url := "http://" + ln.Addr().String()
-	fmt.Fprintf(stdout, `
-walcast demo is up.
-  Socket.IO URL:  %s   (path /socket.io/)
+	url := "http://" + browsableAddr(ln.Addr())
+	fmt.Fprintf(stdout, `open %s/
+
+walcast demo is up: a throwaway PostgreSQL with the example schema, and walcast
+reading its WAL. The page shows an admin's and a viewer's socket side by side;
+its buttons write rows, walcast sends the events.
+  Socket.IO URL:  %s   (path %s)
   DATABASE_URL:   %s
   JWT_SECRET:     %s
   admin token:    %s
   viewer token:   %s   (member m-ann: sees only her own donations)
 
-Watch events (needs Node.js; 'npm ci --prefix e2e' once):
+Write a change yourself, and watch it arrive on the page:
+  psql '%s' -c "INSERT INTO donations (member_id, amount, fund) VALUES ('m-ann', 25, 'Tithes')"
+
+Watch events in a terminal (needs Node.js; 'npm ci --prefix e2e' once):
   node scripts/watch.mjs %s %s
 
 In a browser app:
   io(%q, { auth: { token: "<token>" } }).on("donation:update", console.log)
 
-Sample changes are written every %s. Ctrl-C stops and deletes everything.
-`, url, dsn, secret, admin, viewer, url, admin, url, *every)
+%sCtrl-C stops and deletes everything.
+`, url, url, cfg.Path, dsn, secret, admin, viewer, dsn, url, admin, url, samplesNote(*every))
 	if srv.adminLn != nil {
 		fmt.Fprintf(stdout, "Prometheus metrics: http://%s/metrics\n", srv.adminLn.Addr())
 	}
@@ -89,11 +113,28 @@ Sample changes are written every %s. Ctrl-C stops and deletes everything.
 	return srv.run(ctx, ln)
 }
 
+// browsableAddr is addr as a browser on this machine reaches it: a server
+// listening on every interface is reached at 127.0.0.1.
+func browsableAddr(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+}
+
+func samplesNote(every time.Duration) string {
+	if every <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("Sample changes are written every %s. ", every)
+}
+
 const demoSeed = `
 INSERT INTO settings (name, address, phone, email, tax_id)
 VALUES ('Grace Church', '1 Main St', '555-0100', 'office@grace.example', '12-3456789')
 ON CONFLICT DO NOTHING;
-INSERT INTO members (id, first_name, last_name, email) VALUES ('m-ann', 'Ann', 'Lee', 'ann@example.org')
+INSERT INTO members (id, first_name, last_name, email) VALUES ('m-ann', 'Ann', 'Lee', 'ann@example.org'), ('m-bob', 'Bob', 'Diaz', 'bob@example.org')
 ON CONFLICT DO NOTHING;
 INSERT INTO users (username, password_hash, role, member_id) VALUES ('admin', 'x', 'super_admin', NULL), ('ann', 'x', 'viewer', 'm-ann')
 ON CONFLICT DO NOTHING;

@@ -6,25 +6,12 @@
 //
 // Lines: {"kind":"connected","transport":...} once the socket is up, then
 // {"kind":"event",...} for the first member:update, or {"kind":"fail",...}.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [pageURL, userDataDir] = process.argv.slice(2);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const context = await launchChromium(userDataDir);
 try {
   const page = await context.newPage();
   page.on("console", (msg) => out({ kind: "console", text: msg.text() }));

@@ -184,7 +184,7 @@ func TestGroupCommit(t *testing.T) {
 // reader reconnects and the group's transactions come again, while those
 // flushed before are not repeated.
 func TestGroupFlushErrorRedelivers(t *testing.T) {
-	dsn, _ := newDB(t, srv, "CREATE TABLE items (id int PRIMARY KEY)")
+	dsn, conn := newDB(t, srv, "CREATE TABLE items (id int PRIMARY KEY)")
 	cfg := testConfig(t, dsn, "items")
 	mustSetup(t, cfg)
 	g := newGrouper()
@@ -208,6 +208,20 @@ func TestGroupFlushErrorRedelivers(t *testing.T) {
 	if err := w.write(ctx, dsn, 99, 1, 0); err != nil {
 		t.Fatal(err)
 	}
+	// Only transactions the reader has already received are grouped: the
+	// gate opens once the walsender has sent them all (on a loaded
+	// machine it may still be sending when the last commit returns).
+	var end pglogrepl.LSN
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the walsender to send every transaction", func() bool {
+		var sent pglogrepl.LSN
+		err := conn.QueryRow(ctx, `SELECT coalesce(r.sent_lsn, '0/0')::text FROM pg_replication_slots s
+			LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1`, cfg.Slot).Scan(&sent)
+		return err == nil && sent >= end
+	})
+	time.Sleep(100 * time.Millisecond) // and the reader's receiver has read them off the socket
 	close(g.gate)
 
 	committed := w.committedIDs()

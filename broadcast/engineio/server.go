@@ -405,7 +405,8 @@ func (s *Server) sharedQuery(raw string, parsed url.Values) url.Values {
 }
 
 // register makes the session reachable by id; it fails once the server is
-// closed. onSession runs first so handlers are in place before any request
+// closed, or when the session was closed while onSession had it.
+// onSession runs first so handlers are in place before any request
 // naming the sid can deliver a message.
 func (s *Server) register(sess *Session) bool {
 	if s.onSession != nil {
@@ -414,6 +415,16 @@ func (s *Server) register(sess *Session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		return false
+	}
+	// onSession hands the session out before it is in the map, so it can
+	// be closed already; its unregister then found nothing to remove, and
+	// inserting it now would keep it (and count it as open) for ever.
+	sess.mu.Lock()
+	closed := sess.closed
+	sess.mu.Unlock()
+	if closed {
+		s.foldStatsLocked(sess)
 		return false
 	}
 	s.sessions[sess.id] = sess

@@ -2,6 +2,7 @@ package engineio
 
 import (
 	"bytes"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -83,6 +84,9 @@ func TestStatsCountSlowConsumerCut(t *testing.T) {
 	const queue = 4
 	e := newEnv(t, Config{SendQueue: queue, SendBuffer: 8 << 10, PingInterval: time.Hour}, false)
 	s, _ := dialNonReading(t, e)
+	// The session is handed out before its transport is attached; the
+	// count below assumes the open packet went first.
+	waitStats(t, e.srv, "open packet", func(st Stats) bool { return st.Delivered == 1 })
 	p := NewMessage(bytes.Repeat([]byte("x"), 4096))
 	sent := 0
 	for s.Send(p) {
@@ -168,5 +172,22 @@ func TestLargeSendResumesOnWriter(t *testing.T) {
 	}
 	if got := c.mustRead(); got != "4after" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// TestSessionClosedBeforeItsTransport: a session closed while onSession
+// has it (before the server has attached its WebSocket) leaves the server
+// and its connection, rather than being registered afterwards and held.
+func TestSessionClosedBeforeItsTransport(t *testing.T) {
+	e := newEnv(t, Config{PingInterval: time.Hour}, false)
+	srv := NewServer(Config{PingInterval: time.Hour, Logger: e.srv.cfg.Logger}, func(s *Session) { s.Close("refused early") })
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	e.base = hs.URL + srv.Config().Path
+	c := e.mustDialWS("EIO=4&transport=websocket")
+	c.expectClosed()
+	st := waitStats(t, srv, "no session", func(st Stats) bool { return st.SessionsWebSocket == 0 })
+	if st.Delivered != 0 {
+		t.Fatalf("%+v: a closed session delivered", st)
 	}
 }

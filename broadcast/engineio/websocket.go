@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -304,8 +305,17 @@ func (s *Server) acceptWebSocket(sess *Session, w http.ResponseWriter, r *http.R
 	}
 	s.prepareReading(sess, c)
 	sess.mu.Lock()
+	if sess.closed {
+		// Closed between register and here, while it had no transport
+		// to close.
+		sess.mu.Unlock()
+		c.closeWithFrame(wsCloseNormal)
+		return
+	}
 	sess.ws = c
-	sess.queue = append(sess.queue, s.openPacket(sess.id, false))
+	// What was sent before the transport was attached follows the open
+	// packet, which a client must read first.
+	sess.queue = slices.Insert(sess.queue, 0, s.openPacket(sess.id, false))
 	sess.kickAndUnlock()
 	sess.start()
 	sess.startReading(c)

@@ -19,8 +19,17 @@ type Config struct {
 	Path           string        // default "/socket.io/"
 	PingInterval   time.Duration // default 25s
 	PingTimeout    time.Duration // default 20s
-	MaxPayload     int64         // default 1e6 bytes
+	// MaxPayload is the largest message a client may send (Node's
+	// maxHttpBufferSize): a WebSocket message is refused on its frame
+	// header, before anything is allocated for it, a polling POST on its
+	// Content-Length or once its body passes the limit. Default 1e6 bytes.
+	MaxPayload     int64
 	UpgradeTimeout time.Duration // default 10s
+	// FrameTimeout bounds a WebSocket message once it has started to
+	// arrive: a client that sends part of a message and then stalls has
+	// its connection closed (1008) instead of holding a reader and a
+	// buffer. Default 10s; negative: no bound.
+	FrameTimeout time.Duration
 	// AllowedOrigins is the CORS allow-list; "*" allows any origin. Empty
 	// means no CORS headers are sent (same-origin only). A request from
 	// its own origin (same scheme, host and port) is always allowed.
@@ -108,3 +117,6 @@ type Handlers struct {
 // is in AllowedOrigins; requests without Origin (non-browser clients) are
 // always allowed. The request's scheme is https over TLS, else the first
 // X-Forwarded-Proto a proxy set, else http.
+
+// DefaultFrameTimeout is Config.FrameTimeout's default.
+const DefaultFrameTimeout = 10 * time.Second

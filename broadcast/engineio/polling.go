@@ -160,6 +160,7 @@ func (s *Session) handlePost(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := s.srv.cfg.MaxPayload
 	if r.ContentLength > limit {
+		s.srv.refused.tooLarge.Add(1)
 		s.close("transport error", closeFrame)
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		return
@@ -170,6 +171,7 @@ func (s *Session) handlePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if int64(len(body)) > limit {
+		s.srv.refused.tooLarge.Add(1)
 		s.close("transport error", closeFrame)
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		return

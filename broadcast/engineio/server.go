@@ -57,6 +57,7 @@ type Server struct {
 	late        lateCounts
 	slowCuts    atomic.Uint64
 	queueDrops  atomic.Uint64
+	refused     refusalCounts
 }
 
 // maxReportedOrigins bounds the refused origins remembered for reporting.
@@ -96,6 +97,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UpgradeTimeout <= 0 {
 		c.UpgradeTimeout = 10 * time.Second
+	}
+	switch {
+	case c.FrameTimeout == 0:
+		c.FrameTimeout = DefaultFrameTimeout
+	case c.FrameTimeout < 0:
+		c.FrameTimeout = 0
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 1024

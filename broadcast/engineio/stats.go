@@ -27,6 +27,31 @@ type Stats struct {
 	// SlowConsumerCuts counts sessions closed because their send queue
 	// overflowed ("slow consumer").
 	SlowConsumerCuts uint64
+	// Refused counts what the server refused or cut to protect itself
+	// from clients, by kind.
+	Refused Refusals
+}
+
+// Refusals count, by kind, handshakes refused and connections cut for
+// what a client sent or failed to send.
+type Refusals struct {
+	// PayloadTooLarge: messages over MaxPayload (WebSocket frames refused
+	// on their header, polling POST bodies).
+	PayloadTooLarge uint64
+	// SlowMessage: WebSocket messages not whole within FrameTimeout.
+	SlowMessage uint64
+}
+
+// refusalCounts are the server's Refusals, counted as they happen.
+type refusalCounts struct {
+	tooLarge, slowMessage atomic.Uint64
+}
+
+func (r *refusalCounts) snapshot() Refusals {
+	return Refusals{
+		PayloadTooLarge: r.tooLarge.Load(),
+		SlowMessage:     r.slowMessage.Load(),
+	}
 }
 
 // Stats returns the counters of every session, open or closed. Sessions
@@ -54,6 +79,7 @@ func (s *Server) Stats() Stats {
 	st.Dropped += s.late.dropped.Load()
 	st.SlowConsumerCuts = s.slowCuts.Load()
 	st.SendQueueDrops = s.queueDrops.Load()
+	st.Refused = s.refused.snapshot()
 	if p != nil {
 		st.IdleWatched = p.watching()
 	}

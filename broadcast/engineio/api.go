@@ -16,9 +16,9 @@ import (
 
 // Config holds the server settings. Zero values take the defaults noted.
 type Config struct {
-	Path           string        // default "/socket.io/"
-	PingInterval   time.Duration // default 25s
-	PingTimeout    time.Duration // default 20s
+	Path         string        // default "/socket.io/"
+	PingInterval time.Duration // default 25s
+	PingTimeout  time.Duration // default 20s
 	// MaxPayload is the largest message a client may send (Node's
 	// maxHttpBufferSize): a WebSocket message is refused on its frame
 	// header, before anything is allocated for it, a polling POST on its

@@ -367,6 +367,9 @@ func accept(w http.ResponseWriter, r *http.Request, sendBuffer int) (*wsConn, er
 func (s *Server) acceptWebSocket(sess *Session, w http.ResponseWriter, r *http.Request) {
 	c, err := accept(w, r, s.cfg.SendBuffer)
 	if err != nil {
+		s.mu.Lock()
+		s.dropPendingLocked(sess)
+		s.mu.Unlock()
 		s.log.Debug("engine.io", "err", err)
 		return
 	}

@@ -200,7 +200,7 @@ var serveSettings = []setting{
 	{flag: "body-timeout", env: "WALCAST_BODY_TIMEOUT", arg: "DURATION", def: durationText(engineio.DefaultBodyTimeout),
 		usage: "how long a request body (a polling POST) may take to arrive, and a poll's answer to be taken by the client",
 		apply: duration(func(s *settings) *time.Duration { return &s.BodyTimeout }, positive)},
-	{flag: "idle-timeout", env: "WALCAST_IDLE_TIMEOUT", arg: "DURATION", def: strconv.Itoa(int(engineio.DefaultIdleTimeout / time.Second)) + "s",
+	{flag: "idle-timeout", env: "WALCAST_IDLE_TIMEOUT", arg: "DURATION", def: strconv.Itoa(int(engineio.DefaultIdleTimeout/time.Second)) + "s",
 		usage: "how long a keep-alive HTTP connection may wait for its next request; keep it above your proxy's upstream idle timeout " +
 			"(nginx and cloud load balancers: 60s). Clients that have not authenticated get no keep-alive",
 		apply: duration(func(s *settings) *time.Duration { return &s.IdleTimeout }, positive)},

@@ -61,7 +61,10 @@ func startServer(t *testing.T, opts serverOptions) *testServer {
 	root.OnConnection(ts.onRootConnection)
 	sio.Of("/custom").OnConnection(ts.onCustomConnection)
 
-	hs := httptest.NewServer(sio)
+	// Served with the HTTP limits walcast serves with.
+	hs := httptest.NewUnstartedServer(nil)
+	hs.Config = sio.EngineIO().HTTPServer(sio)
+	hs.Start()
 	ts.URL = hs.URL
 	t.Cleanup(func() {
 		sio.Close()

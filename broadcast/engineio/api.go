@@ -10,17 +10,27 @@ package engineio
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"time"
 )
 
 // Config holds the server settings. Zero values take the defaults noted.
 type Config struct {
-	Path           string        // default "/socket.io/"
-	PingInterval   time.Duration // default 25s
-	PingTimeout    time.Duration // default 20s
-	MaxPayload     int64         // default 1e6 bytes
+	Path         string        // default "/socket.io/"
+	PingInterval time.Duration // default 25s
+	PingTimeout  time.Duration // default 20s
+	// MaxPayload is the largest message a client may send (Node's
+	// maxHttpBufferSize): a WebSocket message is refused on its frame
+	// header, before anything is allocated for it, a polling POST on its
+	// Content-Length or once its body passes the limit. Default 1e6 bytes.
+	MaxPayload     int64
 	UpgradeTimeout time.Duration // default 10s
+	// FrameTimeout bounds a WebSocket message once it has started to
+	// arrive: a client that sends part of a message and then stalls has
+	// its connection closed (1008) instead of holding a reader and a
+	// buffer. Default 10s; negative: no bound.
+	FrameTimeout time.Duration
 	// AllowedOrigins is the CORS allow-list; "*" allows any origin. Empty
 	// means no CORS headers are sent (same-origin only). A request from
 	// its own origin (same scheme, host and port) is always allowed.
@@ -54,6 +64,57 @@ type Config struct {
 	// at high event rates, for up to WriteDelay of added latency. Default
 	// 0: writes start at once.
 	WriteDelay time.Duration
+	// KeepHeaders names the request headers (canonical form) a session
+	// keeps from its handshake for the application: Socket.IO
+	// middlewares, fetchSockets answers, the Admin UI. The rest are
+	// dropped once the handshake is answered. Empty keeps every header
+	// but the upgrade mechanics, as Node does, ClientHeaders first. What
+	// is kept is bounded either way: 4 KiB of header values and 1 KiB of
+	// query parameters (what does not fit whole is left out, in the order
+	// named), so what a client sends costs its session at most that.
+	KeepHeaders []string
+
+	// Limits for what a client that has not been admitted (see
+	// Session.Admit) may hold. A handshake beyond them is refused: 503
+	// past MaxPending, 429 past MaxPendingPerAddress, both with
+	// Retry-After, so the official client retries with its backoff.
+	//
+	// MaxPending caps the sessions not admitted yet, overall. Default
+	// DefaultMaxPending; negative: no cap.
+	MaxPending int
+	// MaxPendingPerAddress caps them per client address (an IPv6 client
+	// by its /64). Default DefaultMaxPendingPerAddress; negative: no cap.
+	MaxPendingPerAddress int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client:
+	// behind them, the client address is the right-most address in it
+	// that is not itself a trusted proxy. From any other peer the header
+	// is ignored (anyone can send it) and the peer is the client. Default
+	// none.
+	TrustedProxies []netip.Prefix
+
+	// Limits of the HTTP server that HTTPServer builds, and of the polling
+	// transport's requests.
+	//
+	// MaxHeaderBytes caps a request's line and headers; beyond it (and
+	// the up to 4 KiB Go's reader takes ahead) the request is answered 431
+	// and the connection closed. Default DefaultMaxHeaderBytes (16 KiB,
+	// Node's default).
+	MaxHeaderBytes int
+	// HeaderTimeout bounds reading a request's line and headers, from the
+	// first byte of the request (or from accepting the connection).
+	// Default 10s.
+	HeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that has not started its
+	// next request by then. Default 75s: longer than the 60s for which
+	// nginx and the usual cloud load balancers keep an idle upstream
+	// connection, so the proxy, not walcast, closes it first and never
+	// sends a request on a connection that is being closed.
+	IdleTimeout time.Duration
+	// BodyTimeout bounds reading a polling POST's body, and writing a
+	// poll's answer, so a client that trickles its body or never reads
+	// cannot hold a request. Default 10s.
+	BodyTimeout time.Duration
+
 	// SIDPrefix is prepended to every session id (sticky routing).
 	SIDPrefix string
 	Logger    *slog.Logger
@@ -113,3 +174,14 @@ type Handlers struct {
 // is in AllowedOrigins; requests without Origin (non-browser clients) are
 // always allowed. The request's scheme is https over TLS, else the first
 // X-Forwarded-Proto a proxy set, else http.
+
+// Defaults of the limits in Config.
+const (
+	DefaultFrameTimeout         = 10 * time.Second
+	DefaultMaxPending           = 1000
+	DefaultMaxPendingPerAddress = 100
+	DefaultMaxHeaderBytes       = 16 << 10
+	DefaultHeaderTimeout        = 10 * time.Second
+	DefaultIdleTimeout          = 75 * time.Second
+	DefaultBodyTimeout          = 10 * time.Second
+)

@@ -103,7 +103,7 @@ func FuzzReadMessage(f *testing.F) {
 		c := &wsConn{conn: discardConn{}, pre: b}
 		const limit = 1 << 10
 		for i := 0; i < 8; i++ {
-			_, msg, err := c.readMessage(limit)
+			_, msg, err := c.readMessage(limit, 0)
 			if err != nil {
 				return
 			}
@@ -150,7 +150,7 @@ func FuzzReadChunked(f *testing.F) {
 						return msgs, err
 					}
 				}
-				_, msg, err := c.readMessage(limit)
+				_, msg, err := c.readMessage(limit, 0)
 				if err != nil {
 					return msgs, err
 				}
@@ -165,6 +165,32 @@ func FuzzReadChunked(f *testing.F) {
 		}
 		if (werr == nil) != (cerr == nil) {
 			t.Fatalf("chunked read error %v, whole read error %v", cerr, werr)
+		}
+	})
+}
+
+// FuzzReadPayloadBound reads a payload that announces n bytes from a
+// stream that may end early, in chunks of every size: the buffer holds
+// what arrived and at most about as much again (plus payloadChunk), never
+// what was announced.
+func FuzzReadPayloadBound(f *testing.F) {
+	f.Add([]byte("abc"), uint32(1<<20), uint8(1))
+	f.Add(bytes.Repeat([]byte{7}, 5000), uint32(999_999), uint8(200))
+	f.Add(bytes.Repeat([]byte{7}, 700), uint32(700), uint8(3))
+	f.Fuzz(func(t *testing.T, data []byte, announced uint32, chunk uint8) {
+		n := int(announced % (4 << 20))
+		c := &wsConn{conn: &chunkConn{data: data, n: int(chunk) + 1}}
+		msg, err := c.readPayload(nil, n)
+		if len(msg) > n || len(msg) > len(data) {
+			t.Fatalf("read %d bytes of %d announced, %d sent", len(msg), n, len(data))
+		}
+		if err == nil && len(msg) != n {
+			t.Fatalf("no error after %d of %d bytes", len(msg), n)
+		}
+		// Size classes and pages round an allocation up by at most an
+		// eighth or a page.
+		if bound := (2*len(msg)+payloadChunk)*9/8 + 8192; cap(msg) > bound {
+			t.Fatalf("buffer of %d bytes for %d received (%d announced), want at most %d", cap(msg), len(msg), n, bound)
 		}
 	})
 }

@@ -63,7 +63,10 @@ func newEnv(t *testing.T, cfg Config, echo bool) *testEnv {
 		})
 		e.sessions <- s
 	})
-	e.http = httptest.NewServer(e.srv)
+	// Served as walcast serves it, with the limits of HTTPServer.
+	e.http = httptest.NewUnstartedServer(nil)
+	e.http.Config = e.srv.HTTPServer(e.srv)
+	e.http.Start()
 	e.base = e.http.URL + e.srv.Config().Path
 	t.Cleanup(func() {
 		e.srv.Close()

@@ -1,8 +1,10 @@
 package engineio
 
 import (
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 )
@@ -120,7 +122,15 @@ func (s *Session) handlePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	s.countLocked(delivered, len(body), 0)
 	s.mu.Unlock()
-	writePollResponse(w, body)
+	s.srv.keepAliveIfAdmitted(w, r, s)
+	s.srv.writeDeadline(w)
+	if err := writePollResponse(w, body); err != nil {
+		// The client did not take the answer within BodyTimeout (or is
+		// gone): what it held is lost to it, so the session ends and
+		// the client reconnects, and recovers what it can.
+		s.srv.log.Debug("engine.io poll answer not written", "sid", s.id, "err", err)
+		s.close("transport error", closeHard)
+	}
 }
 
 // handlePost receives a long-polling payload. The whole body is decoded
@@ -160,16 +170,28 @@ func (s *Session) handlePost(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := s.srv.cfg.MaxPayload
 	if r.ContentLength > limit {
+		s.srv.refused.tooLarge.Add(1)
 		s.close("transport error", closeFrame)
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		return
 	}
+	// The body must arrive whole within BodyTimeout: a client that
+	// trickles it would otherwise hold the request, its connection and
+	// what has arrived so far for as long as it likes.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.srv.cfg.BodyTimeout))
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.srv.refused.slowBody.Add(1)
+			s.srv.log.Debug("engine.io polling body not whole within the body timeout", "sid", s.id, "timeout", s.srv.cfg.BodyTimeout)
+		}
 		s.close("transport error", closeHard)
 		return
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	if int64(len(body)) > limit {
+		s.srv.refused.tooLarge.Add(1)
 		s.close("transport error", closeFrame)
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		return
@@ -186,6 +208,8 @@ func (s *Session) handlePost(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
+	s.srv.keepAliveIfAdmitted(w, r, s)
+	s.srv.writeDeadline(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/html")
 	h.Set("Content-Length", strconv.Itoa(2))

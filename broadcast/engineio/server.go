@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"slices"
@@ -42,6 +43,10 @@ type Server struct {
 	closed   bool
 	// refusedOrigins are the origins already reported to OnRefusedOrigin.
 	refusedOrigins map[string]bool
+	// pending are the sessions not admitted yet (see admission.go);
+	// hinted the peers already named in a hint about proxies.
+	pending pendingSet
+	hinted  map[netip.Addr]bool
 
 	// poll is the idle-connection poller, made with the first WebSocket;
 	// pollErr says why there is none.
@@ -58,6 +63,7 @@ type Server struct {
 	late        lateCounts
 	slowCuts    atomic.Uint64
 	queueDrops  atomic.Uint64
+	refused     refusalCounts
 }
 
 // maxReportedOrigins bounds the refused origins remembered for reporting.
@@ -97,6 +103,31 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UpgradeTimeout <= 0 {
 		c.UpgradeTimeout = 10 * time.Second
+	}
+	switch {
+	case c.FrameTimeout == 0:
+		c.FrameTimeout = DefaultFrameTimeout
+	case c.FrameTimeout < 0:
+		c.FrameTimeout = 0
+	}
+	c.KeepHeaders = canonicalHeaders(c.KeepHeaders)
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.MaxPendingPerAddress == 0 {
+		c.MaxPendingPerAddress = DefaultMaxPendingPerAddress
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.HeaderTimeout <= 0 {
+		c.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = DefaultBodyTimeout
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 1024
@@ -139,9 +170,10 @@ func abort(w http.ResponseWriter, r *http.Request, code int) {
 	if code == errForbidden {
 		status = http.StatusForbidden
 	}
+	// A refused request's connection is not kept for another.
+	w.Header().Set("Connection", "close")
 	if isWebSocketUpgrade(r) {
 		w.Header().Set("Content-Type", "text/html")
-		w.Header().Set("Connection", "close")
 		w.WriteHeader(status)
 		_, _ = w.Write([]byte(errorMessages[code]))
 		return
@@ -356,12 +388,21 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 		abort(w, r, errBadRequest)
 		return
 	}
-	sess := newSession(s, sid, &HandshakeInfo{
-		Header:     keptHeader(r.Header),
+	sess := newSession(s, sid, nil, transport)
+	client := s.clientAddr(r)
+	s.mu.Lock()
+	why := s.addPendingLocked(sess, addrKey(client))
+	s.mu.Unlock()
+	if why != refuseNone {
+		s.refuse(w, r, why, client)
+		return
+	}
+	sess.handshake = &HandshakeInfo{
+		Header:     keptHeader(r.Header, s.cfg.KeepHeaders),
 		Query:      s.sharedQuery(r.URL.RawQuery, q),
 		RemoteAddr: r.RemoteAddr,
 		Transport:  transport,
-	}, transport)
+	}
 	if transport == "websocket" {
 		s.acceptWebSocket(sess, w, r)
 		return
@@ -370,11 +411,13 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 		abort(w, r, errBadRequest)
 		return
 	}
+	s.keepAliveIfAdmitted(w, r, sess)
+	s.writeDeadline(w)
 	// The heartbeat starts before the open packet leaves, as in the
 	// reference server, so the client's clock never runs ahead of ours.
 	sess.start()
 	body := appendPayload(nil, []*Packet{s.openPacket(sid, true)})
-	writePollResponse(w, body)
+	_ = writePollResponse(w, body)
 }
 
 // queryGeneration bounds each generation of the query cache.
@@ -415,6 +458,7 @@ func (s *Server) register(sess *Session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		s.dropPendingLocked(sess)
 		return false
 	}
 	// onSession hands the session out before it is in the map, so it can
@@ -425,6 +469,7 @@ func (s *Server) register(sess *Session) bool {
 	sess.mu.Unlock()
 	if closed {
 		s.foldStatsLocked(sess)
+		s.dropPendingLocked(sess)
 		return false
 	}
 	s.sessions[sess.id] = sess
@@ -437,6 +482,7 @@ func (s *Server) unregister(sess *Session) {
 		delete(s.sessions, sess.id)
 		s.foldStatsLocked(sess)
 	}
+	s.dropPendingLocked(sess)
 	s.mu.Unlock()
 }
 
@@ -489,13 +535,18 @@ func (s *Server) SessionCount() int {
 	return len(s.sessions)
 }
 
-func writePollResponse(w http.ResponseWriter, body []byte) {
+// writePollResponse answers a poll with body and reports whether it all
+// reached the connection (within the write deadline the caller set).
+func writePollResponse(w http.ResponseWriter, body []byte) error {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=UTF-8")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	return http.NewResponseController(w).Flush()
 }
 
 func (s *Server) lookup(sid string) *Session {

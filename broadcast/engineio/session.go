@@ -419,6 +419,11 @@ func (s *Session) close(reason string, mode closeMode) {
 	s.mu.Unlock()
 
 	if linger {
+		// Reachable a while longer, but no longer pending: its slot is
+		// free now.
+		s.srv.mu.Lock()
+		s.srv.dropPendingLocked(s)
+		s.srv.mu.Unlock()
 		time.AfterFunc(min(closeLinger, s.srv.cfg.PingTimeout), func() { s.srv.unregister(s) })
 	} else {
 		s.srv.unregister(s)

@@ -11,6 +11,8 @@ type Stats struct {
 	// IdleWatched is how many WebSocket connections wait for input in the
 	// poller, holding no goroutine (Linux).
 	IdleWatched int
+	// Pending is the open sessions not admitted yet (see Session.Admit).
+	Pending int
 	// Delivered counts packets handed to a transport: written to a
 	// WebSocket, or in a poll's answer.
 	Delivered uint64
@@ -27,6 +29,42 @@ type Stats struct {
 	// SlowConsumerCuts counts sessions closed because their send queue
 	// overflowed ("slow consumer").
 	SlowConsumerCuts uint64
+	// Refused counts what the server refused or cut to protect itself
+	// from clients, by kind.
+	Refused Refusals
+}
+
+// Refusals count, by kind, handshakes refused and connections cut for
+// what a client sent or failed to send.
+type Refusals struct {
+	// PayloadTooLarge: messages over MaxPayload (WebSocket frames refused
+	// on their header, polling POST bodies).
+	PayloadTooLarge uint64
+	// SlowMessage: WebSocket messages not whole within FrameTimeout.
+	SlowMessage uint64
+	// SlowBody: polling POST bodies not whole within BodyTimeout.
+	SlowBody uint64
+	// PendingOverall: handshakes refused because MaxPending sessions
+	// were waiting to be admitted.
+	PendingOverall uint64
+	// PendingPerAddress: handshakes refused because their client
+	// address had MaxPendingPerAddress sessions waiting.
+	PendingPerAddress uint64
+}
+
+// refusalCounts are the server's Refusals, counted as they happen.
+type refusalCounts struct {
+	tooLarge, slowMessage, slowBody, pendingOverall, pendingAddress atomic.Uint64
+}
+
+func (r *refusalCounts) snapshot() Refusals {
+	return Refusals{
+		PayloadTooLarge:   r.tooLarge.Load(),
+		SlowMessage:       r.slowMessage.Load(),
+		SlowBody:          r.slowBody.Load(),
+		PendingOverall:    r.pendingOverall.Load(),
+		PendingPerAddress: r.pendingAddress.Load(),
+	}
 }
 
 // Stats returns the counters of every session, open or closed. Sessions
@@ -47,6 +85,7 @@ func (s *Server) Stats() Stats {
 		st.Dropped += sess.dropped
 		sess.mu.Unlock()
 	}
+	st.Pending = len(s.pending.sessions)
 	p := s.poll
 	s.mu.Unlock()
 	st.Delivered += s.late.delivered.Load()
@@ -54,6 +93,7 @@ func (s *Server) Stats() Stats {
 	st.Dropped += s.late.dropped.Load()
 	st.SlowConsumerCuts = s.slowCuts.Load()
 	st.SendQueueDrops = s.queueDrops.Load()
+	st.Refused = s.refused.snapshot()
 	if p != nil {
 		st.IdleWatched = p.watching()
 	}

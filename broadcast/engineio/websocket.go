@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"syscall"
@@ -23,6 +24,7 @@ const minClientHeader = 6
 const (
 	wsCloseNormal   = 1000
 	wsCloseProtocol = 1002
+	wsClosePolicy   = 1008
 	wsCloseTooBig   = 1009
 )
 
@@ -63,7 +65,12 @@ type wsConn struct {
 	polled bool
 
 	pre []byte // bytes read ahead: past the handshake, or by awaitFrame
-	hdr [ws.MaxHeaderSize]byte
+	// msgTimeout bounds the message being read, from the first time its
+	// reader has to wait for bytes (see Read); armed says the read
+	// deadline is set. Both belong to the reader.
+	msgTimeout time.Duration
+	armed      bool
+	hdr        [ws.MaxHeaderSize]byte
 	// head takes the first bytes of a frame while the reader idles; every
 	// client frame is masked, so its header is at least this long and
 	// these bytes are all header.
@@ -83,11 +90,28 @@ func (c *wsConn) close() {
 	_ = c.conn.Close()
 }
 
+// Read reads the message in progress. Bytes that have already arrived are
+// taken without waiting; the first time the reader has to wait, the read
+// deadline is set msgTimeout ahead, so a message that stops arriving ends
+// the connection (see readMessage) instead of holding it.
 func (c *wsConn) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(p, c.pre)
 		c.pre = c.pre[n:]
 		return n, nil
+	}
+	if c.msgTimeout > 0 && !c.armed {
+		if c.rc != nil {
+			n, err := readNow(c.rc, p)
+			if !errors.Is(err, errWouldBlock) {
+				if n == 0 && err == nil {
+					err = io.EOF
+				}
+				return n, err
+			}
+		}
+		c.armed = true
+		_ = c.conn.SetReadDeadline(time.Now().Add(c.msgTimeout))
 	}
 	return c.conn.Read(p)
 }
@@ -132,6 +156,8 @@ func (c *wsConn) awaitFrame() error {
 var (
 	errWSClosed   = errors.New("websocket closed by peer")
 	errWSTooLarge = errors.New("websocket message over maxPayload")
+	// errWSSlow: a message did not arrive whole within FrameTimeout.
+	errWSSlow = errors.New("websocket message not complete within the frame timeout")
 	// errIdle: no frame has started; the poller takes the connection.
 	errIdle = errors.New("websocket idle")
 	// errWouldBlock: the kernel cannot take or give bytes without waiting.
@@ -146,9 +172,14 @@ type wsProtocolError struct{ msg string }
 func (e wsProtocolError) Error() string { return "websocket protocol error: " + e.msg }
 
 // readMessage returns the next complete data message, answering control
-// frames on the way. Messages over limit bytes are refused before their
-// payload is read.
-func (c *wsConn) readMessage(limit int64) (op byte, msg []byte, err error) {
+// frames on the way. Messages over limit bytes are refused on their frame
+// header, before anything is allocated for them; a message's buffer grows
+// with the bytes that arrive, never by what a header announces. A message
+// that once its reader had to wait is not whole within timeout (0: no
+// bound) is errWSSlow.
+func (c *wsConn) readMessage(limit int64, timeout time.Duration) (op byte, msg []byte, err error) {
+	c.msgTimeout = timeout
+	defer c.endMessage(&err)
 	var msgOp byte
 	for {
 		h, err := ws.ReadHeaderBuffer(c, c.hdr[:])
@@ -201,8 +232,7 @@ func (c *wsConn) readMessage(limit int64) (op byte, msg []byte, err error) {
 			return 0, nil, errWSTooLarge
 		}
 		start := len(msg)
-		msg = append(msg, make([]byte, h.Length)...)
-		if _, err := io.ReadFull(c, msg[start:]); err != nil {
+		if msg, err = c.readPayload(msg, int(h.Length)); err != nil {
 			return 0, nil, fmt.Errorf("read frame payload: %w", err)
 		}
 		ws.Cipher(msg[start:], h.Mask, 0)
@@ -210,6 +240,47 @@ func (c *wsConn) readMessage(limit int64) (op byte, msg []byte, err error) {
 			return msgOp, msg, nil
 		}
 	}
+}
+
+// payloadChunk is what a message's buffer starts with (or all of the
+// payload when it is shorter) before its first payload bytes arrive.
+const payloadChunk = 512
+
+// readPayload appends n bytes of payload to msg. The buffer grows only
+// once the bytes already there fill it, and then at most doubles: what a
+// client has sent, not what its header claims, decides what the server
+// allocates (at most about twice the bytes received, plus payloadChunk).
+func (c *wsConn) readPayload(msg []byte, n int) ([]byte, error) {
+	want := len(msg) + n
+	for len(msg) < want {
+		if len(msg) == cap(msg) {
+			msg = slices.Grow(msg, min(want-len(msg), max(len(msg), payloadChunk)))
+		}
+		k, err := c.Read(msg[len(msg):min(cap(msg), want)])
+		msg = msg[:len(msg)+k]
+		if err != nil && len(msg) < want {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return msg, err
+		}
+	}
+	return msg, nil
+}
+
+// endMessage lifts the deadline the message's reads set, and names a
+// deadline that passed.
+func (c *wsConn) endMessage(err *error) {
+	c.msgTimeout = 0
+	if !c.armed {
+		return
+	}
+	c.armed = false
+	if *err != nil && errors.Is(*err, os.ErrDeadlineExceeded) {
+		*err = fmt.Errorf("%w: %w", errWSSlow, *err)
+		return
+	}
+	_ = c.conn.SetReadDeadline(time.Time{})
 }
 
 // writeControl writes one control frame; failures surface on the reader.
@@ -296,6 +367,9 @@ func accept(w http.ResponseWriter, r *http.Request, sendBuffer int) (*wsConn, er
 func (s *Server) acceptWebSocket(sess *Session, w http.ResponseWriter, r *http.Request) {
 	c, err := accept(w, r, s.cfg.SendBuffer)
 	if err != nil {
+		s.mu.Lock()
+		s.dropPendingLocked(sess)
+		s.mu.Unlock()
 		s.log.Debug("engine.io", "err", err)
 		return
 	}
@@ -405,7 +479,13 @@ func (s *Session) abandonUpgrade(c *wsConn) {
 // switches the session to this WebSocket.
 func (s *Session) upgradeLoop(c *wsConn) {
 	for {
-		op, msg, err := c.readMessage(s.srv.cfg.MaxPayload)
+		// The probe may take its time to start (the upgrade has its own
+		// timeout); once a message starts it must arrive whole.
+		if err := c.awaitFrame(); err != nil {
+			s.abandonUpgrade(c)
+			return
+		}
+		op, msg, err := c.readMessage(s.srv.cfg.MaxPayload, s.srv.cfg.FrameTimeout)
 		if err != nil || op != opText {
 			s.abandonUpgrade(c)
 			return
@@ -481,7 +561,7 @@ func (s *Session) readLoop(c *wsConn) {
 		var op byte
 		var msg []byte
 		if err == nil {
-			op, msg, err = c.readMessage(s.srv.cfg.MaxPayload)
+			op, msg, err = c.readMessage(s.srv.cfg.MaxPayload, s.srv.cfg.FrameTimeout)
 		}
 		if err != nil {
 			s.endRead(c, err)
@@ -533,7 +613,12 @@ func (s *Session) endRead(c *wsConn, err error) {
 	var perr wsProtocolError
 	switch {
 	case errors.Is(err, errWSTooLarge):
+		s.srv.refused.tooLarge.Add(1)
 		c.closeWithFrame(wsCloseTooBig)
+		s.close("transport error", closeReader)
+	case errors.Is(err, errWSSlow):
+		s.srv.refused.slowMessage.Add(1)
+		c.closeWithFrame(wsClosePolicy)
 		s.close("transport error", closeReader)
 	case errors.As(err, &perr):
 		c.closeWithFrame(wsCloseProtocol)

@@ -84,7 +84,7 @@ var wsLibs = []wsLib{
 			}
 			go func() {
 				for {
-					if _, _, err := c.readMessage(1 << 20); err != nil {
+					if _, _, err := c.readMessage(1<<20, 0); err != nil {
 						return
 					}
 				}

@@ -36,13 +36,16 @@ func newClient(srv *Server, sess *engineio.Session) *client {
 	return c
 }
 
-// onConnectTimeout drops sessions that never joined a namespace, so a
-// bare Engine.IO connection cannot hold resources forever.
+// onConnectTimeout drops sessions that never joined a namespace (a
+// CONNECT refused by a middleware, such as a bad token, does not count),
+// so a connection that has not authenticated cannot hold resources for
+// longer than ConnectTimeout.
 func (c *client) onConnectTimeout() {
 	c.mu.Lock()
 	idle := !c.closed && len(c.sockets) == 0
 	c.mu.Unlock()
 	if idle {
+		c.srv.connectTimeouts.Add(1)
 		c.srv.log.Debug("no namespace joined before connect timeout", "sid", c.sess.ID())
 		c.sess.Close(ReasonForcedClose)
 	}
@@ -125,11 +128,17 @@ func (c *client) connect(p *parser.Packet) {
 	}
 	s.connected.Store(true)
 	c.sockets = append(c.sockets, s)
-	if c.connectTimer != nil {
+	first := c.connectTimer != nil
+	if first {
 		c.connectTimer.Stop()
 		c.connectTimer = nil
 	}
 	c.mu.Unlock()
+	if first {
+		// The namespace's middlewares accepted it: the session no longer
+		// counts as one that has not authenticated.
+		c.sess.Admit()
+	}
 	nsp.add(s)
 }
 

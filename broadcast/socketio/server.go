@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/walcast/walcast/broadcast/engineio"
@@ -27,8 +28,11 @@ import (
 // Config holds the server settings. Zero values take the defaults noted.
 type Config struct {
 	EngineIO engineio.Config
-	// ConnectTimeout closes sessions that have not joined a namespace by
-	// then. Default 45s.
+	// ConnectTimeout closes sessions that have not joined a namespace (a
+	// CONNECT its middlewares accepted) by then. Default
+	// DefaultConnectTimeout: a legitimate client sends its CONNECT as soon
+	// as the session opens, and until it is accepted the session is one
+	// that anybody could open (Node's default is 45s).
 	ConnectTimeout time.Duration
 	// Limits cap binary attachments per packet (default 10, 1e6 bytes).
 	Limits parser.Limits
@@ -52,12 +56,17 @@ type Server struct {
 
 	stopRefresh chan struct{}
 	refreshDone chan struct{}
+
+	connectTimeouts atomic.Uint64
 }
+
+// DefaultConnectTimeout is Config.ConnectTimeout's default.
+const DefaultConnectTimeout = 10 * time.Second
 
 // NewServer returns a server with the "/" namespace.
 func NewServer(cfg Config) *Server {
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 45 * time.Second
+		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -459,6 +459,44 @@ func TestConnectTimeout(t *testing.T) {
 	}
 }
 
+// TestPendingUntilConnectAccepted: a session counts as not admitted (for
+// the Engine.IO caps) until a namespace accepts its CONNECT; a CONNECT its
+// middleware refuses does not admit it, and the connect timeout still
+// closes it, counted in Stats.
+func TestPendingUntilConnectAccepted(t *testing.T) {
+	srv, addr := startServer(t, socketio.Config{ConnectTimeout: 300 * time.Millisecond}, func(srv *socketio.Server) {
+		srv.Of("/").Use(func(s *socketio.Socket) error {
+			if string(s.Handshake().Auth) == `{"token":"bad"}` {
+				return errors.New("Authentication error: Invalid token")
+			}
+			return nil
+		})
+	})
+	pending := func() int { return srv.Stats().EngineIO.Pending }
+	refused := dial(t, addr)
+	if got, err := refused.Connect("/", `{"token":"bad"}`); err != nil || !strings.HasPrefix(got, "4") {
+		t.Fatalf("CONNECT with a bad token: %q, %v", got, err)
+	}
+	if n := pending(); n != 1 {
+		t.Fatalf("%d pending after a refused CONNECT, want 1", n)
+	}
+	good := connect(t, addr, "/", `{"token":"good"}`)
+	if n := pending(); n != 1 {
+		t.Fatalf("%d pending after an accepted CONNECT, want 1 (the refused one)", n)
+	}
+	expectClosed(t, refused)
+	// The session leaves the server's books just after its close frame.
+	for deadline := time.Now().Add(time.Second); pending() != 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := srv.Stats(); st.ConnectTimeouts != 1 || st.EngineIO.Pending != 0 {
+		t.Fatalf("after the connect timeout: ConnectTimeouts %d, Pending %d; want 1, 0", st.ConnectTimeouts, st.EngineIO.Pending)
+	}
+	if _, _, err := good.Read(300 * time.Millisecond); err == siotest.ErrClosed {
+		t.Fatal("connected session was closed by the connect timeout")
+	}
+}
+
 var _ = engineio.Config{}
 
 func TestHandlerPanicKeepsServer(t *testing.T) {

@@ -16,7 +16,11 @@ type Stats struct {
 	// BroadcastReceivers counts the sockets those broadcasts were handed
 	// to.
 	BroadcastReceivers uint64
-	EngineIO           engineio.Stats
+	// ConnectTimeouts counts sessions closed for not joining a namespace
+	// within ConnectTimeout (beside the Engine.IO refusals in
+	// EngineIO.Refused).
+	ConnectTimeouts uint64
+	EngineIO        engineio.Stats
 }
 
 // broadcastCounter is implemented by MemoryAdapter, and so by the adapters
@@ -29,7 +33,7 @@ type broadcastCounter interface {
 // each adapter's own lock, which a broadcast holds anyway, so counting costs
 // a delivery nothing it did not already pay.
 func (s *Server) Stats() Stats {
-	st := Stats{EngineIO: s.eio.Stats()}
+	st := Stats{EngineIO: s.eio.Stats(), ConnectTimeouts: s.connectTimeouts.Load()}
 	for _, n := range s.Namespaces() {
 		st.Sockets += n.Len()
 		if c, ok := n.adapter.(broadcastCounter); ok {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -18,7 +19,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/walcast/walcast/broadcast"
+	"github.com/walcast/walcast/broadcast/engineio"
 	"github.com/walcast/walcast/broadcast/redisadapter"
+	"github.com/walcast/walcast/broadcast/socketio"
 	"github.com/walcast/walcast/cdc"
 	"github.com/walcast/walcast/gateway"
 	"github.com/walcast/walcast/locks"
@@ -52,6 +55,18 @@ type settings struct {
 	LockRate        float64 // lock calls per second per socket
 	LockBurst       int
 	MaxRooms        int // rooms a socket may join itself
+	// Limits on what a client costs before it authenticates (0 for the
+	// counts: no cap).
+	MaxPayload           int64
+	FrameTimeout         time.Duration
+	MaxHeaderBytes       int
+	HeaderTimeout        time.Duration
+	BodyTimeout          time.Duration
+	IdleTimeout          time.Duration
+	ConnectTimeout       time.Duration
+	MaxPending           int
+	MaxPendingPerAddress int
+	TrustedProxies       []netip.Prefix
 	// InstanceID starts every Engine.IO session id this process hands out,
 	// so a proxy can send a session's later requests back here.
 	InstanceID string
@@ -177,6 +192,45 @@ var serveSettings = []setting{
 		usage: "rooms a socket may join itself with join_room; beyond it join_room answers " +
 			"{success: false, error: \"too many rooms\"}",
 		apply: positiveInt(func(s *settings) *int { return &s.MaxRooms })},
+	{flag: "max-payload", env: "WALCAST_MAX_PAYLOAD", arg: "BYTES", def: strconv.Itoa(defaultMaxPayload),
+		usage: "the largest message a client may send (Node's maxHttpBufferSize); a WebSocket message is refused on its frame header, " +
+			"before anything is allocated for it, and its connection closed (1009)",
+		apply: func(s *settings, v string, as setting) error {
+			var n int
+			err := positiveInt(func(*settings) *int { return &n })(s, v, as)
+			s.MaxPayload = int64(n)
+			return err
+		}},
+	{flag: "frame-timeout", env: "WALCAST_FRAME_TIMEOUT", arg: "DURATION", def: durationText(engineio.DefaultFrameTimeout),
+		usage: "how long a WebSocket message may take to arrive once it has started; a client that stalls mid-message is cut (1008)",
+		apply: duration(func(s *settings) *time.Duration { return &s.FrameTimeout }, positive)},
+	{flag: "max-header-bytes", env: "WALCAST_MAX_HEADER_BYTES", arg: "BYTES", def: strconv.Itoa(engineio.DefaultMaxHeaderBytes),
+		usage: "the largest request line and headers (Go's reader may take up to 4 KiB more); beyond it the request is answered 431",
+		apply: positiveInt(func(s *settings) *int { return &s.MaxHeaderBytes })},
+	{flag: "header-timeout", env: "WALCAST_HEADER_TIMEOUT", arg: "DURATION", def: durationText(engineio.DefaultHeaderTimeout),
+		usage: "how long a request's line and headers may take to arrive, from the connection's start or its next request's first byte",
+		apply: duration(func(s *settings) *time.Duration { return &s.HeaderTimeout }, positive)},
+	{flag: "body-timeout", env: "WALCAST_BODY_TIMEOUT", arg: "DURATION", def: durationText(engineio.DefaultBodyTimeout),
+		usage: "how long a request body (a polling POST) may take to arrive, and a poll's answer to be taken by the client",
+		apply: duration(func(s *settings) *time.Duration { return &s.BodyTimeout }, positive)},
+	{flag: "idle-timeout", env: "WALCAST_IDLE_TIMEOUT", arg: "DURATION", def: strconv.Itoa(int(engineio.DefaultIdleTimeout/time.Second)) + "s",
+		usage: "how long a keep-alive HTTP connection may wait for its next request; keep it above your proxy's upstream idle timeout " +
+			"(nginx and cloud load balancers: 60s). Clients that have not authenticated get no keep-alive",
+		apply: duration(func(s *settings) *time.Duration { return &s.IdleTimeout }, positive)},
+	{flag: "connect-timeout", env: "WALCAST_CONNECT_TIMEOUT", arg: "DURATION", def: durationText(socketio.DefaultConnectTimeout),
+		usage: "how long a connection may take to complete its Socket.IO CONNECT with a valid token before it is closed",
+		apply: duration(func(s *settings) *time.Duration { return &s.ConnectTimeout }, positive)},
+	{flag: "max-pending", env: "WALCAST_MAX_PENDING", arg: "N", def: strconv.Itoa(engineio.DefaultMaxPending),
+		usage: "connections that have not authenticated yet, at once; beyond it handshakes are answered 503 and the client retries. 0: no cap",
+		apply: nonNegativeInt(func(s *settings) *int { return &s.MaxPending })},
+	{flag: "max-pending-per-address", env: "WALCAST_MAX_PENDING_PER_ADDRESS", arg: "N", def: strconv.Itoa(engineio.DefaultMaxPendingPerAddress),
+		usage: "connections that have not authenticated yet from one client address (IPv6: one /64); beyond it handshakes are " +
+			"answered 429. Behind a proxy, see --trusted-proxies. 0: no cap",
+		apply: nonNegativeInt(func(s *settings) *int { return &s.MaxPendingPerAddress })},
+	{flag: "trusted-proxies", env: "WALCAST_TRUSTED_PROXIES", arg: "LIST", defText: "none",
+		usage: "comma-separated addresses or CIDRs of your proxies: from them, X-Forwarded-For names the client " +
+			"(the right-most address in it that is not a trusted proxy); from anyone else the header is ignored",
+		apply: trustedProxies},
 
 	// Operating walcast.
 	{flag: "admin-listen", env: "WALCAST_ADMIN_LISTEN", arg: "ADDR", def: defaultAdminListen,
@@ -200,6 +254,9 @@ var serveSettings = []setting{
 			"allowed with credentials for the /admin namespace only",
 		apply: adminUIOrigins},
 }
+
+// defaultMaxPayload is Node's maxHttpBufferSize.
+const defaultMaxPayload = 1_000_000
 
 const (
 	defaultListen        = ":8080"
@@ -400,6 +457,18 @@ func positiveInt(field func(*settings) *int) func(*settings, string, setting) er
 	}
 }
 
+func nonNegativeInt(field func(*settings) *int) func(*settings, string, setting) error {
+	return func(s *settings, v string, as setting) error {
+		v = strings.TrimSpace(v)
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("--%s (%s): %q is not a whole number (0 or more)", as.flag, as.env, v)
+		}
+		*field(s) = n
+		return nil
+	}
+}
+
 func positiveFloat(field func(*settings) *float64) func(*settings, string, setting) error {
 	return func(s *settings, v string, as setting) error {
 		v = strings.TrimSpace(v)
@@ -510,6 +579,24 @@ func corsOrigins(s *settings, v string, as setting) error {
 	}
 	if slices.Contains(s.CORSOrigins, "*") && len(s.CORSOrigins) > 1 {
 		return fmt.Errorf("--%s: * together with named origins is contradictory", as.flag)
+	}
+	return nil
+}
+
+func trustedProxies(s *settings, v string, as setting) error {
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			a, aerr := netip.ParseAddr(item)
+			if aerr != nil {
+				return fmt.Errorf("--%s (%s): %q is not an address or a CIDR (like 10.0.0.0/8)", as.flag, as.env, item)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		s.TrustedProxies = append(s.TrustedProxies, p.Masked())
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"regexp"
 	"slices"
@@ -256,5 +257,45 @@ func TestParseServeOperatorSettings(t *testing.T) {
 	if s.AdminListen != "0.0.0.0:9100" || !s.AdminPprof || s.AdminUIUsername != "ops" || s.AdminUIPasswordHash != testHash || !s.AdminUIAllowChanges ||
 		!slices.Equal(s.AdminUIOrigins, []string{"http://localhost:8081", "https://ops.example"}) {
 		t.Errorf("operator settings not applied: %+v", s)
+	}
+}
+
+// TestParseServeClientLimits: the limits on clients that have not
+// authenticated default on, read every form the help promises and refuse
+// the rest by name.
+func TestParseServeClientLimits(t *testing.T) {
+	base := []string{"DATABASE_URL=postgres://x/db", "JWT_SECRET=s"}
+	s, err := parseServe(nil, base, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.MaxPayload != 1_000_000 || s.FrameTimeout != 10*time.Second || s.MaxHeaderBytes != 16384 || s.HeaderTimeout != 10*time.Second ||
+		s.BodyTimeout != 10*time.Second || s.IdleTimeout != 75*time.Second || s.ConnectTimeout != 10*time.Second ||
+		s.MaxPending != 1000 || s.MaxPendingPerAddress != 100 || len(s.TrustedProxies) != 0 {
+		t.Errorf("defaults: %+v", s)
+	}
+	s, err = parseServe([]string{"--max-pending", "0", "--connect-timeout", "3s", "--trusted-proxies", "10.1.2.3/8, 192.0.2.7,::1"},
+		append(base, "WALCAST_MAX_PENDING_PER_ADDRESS=7", "WALCAST_MAX_PAYLOAD=5000"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("::1/128")}
+	if s.MaxPending != 0 || s.MaxPendingPerAddress != 7 || s.MaxPayload != 5000 || s.ConnectTimeout != 3*time.Second || !slices.Equal(s.TrustedProxies, want) {
+		t.Errorf("given: %+v", s)
+	}
+	for _, tc := range []struct{ args []string }{
+		{[]string{"--trusted-proxies", "10.0.0.0/33"}},
+		{[]string{"--trusted-proxies", "proxy.local"}},
+		{[]string{"--max-pending", "-1"}},
+		{[]string{"--max-pending-per-address", "many"}},
+		{[]string{"--max-payload", "0"}},
+		{[]string{"--frame-timeout", "0s"}},
+		{[]string{"--idle-timeout", "soon"}},
+		{[]string{"--max-header-bytes", "-5"}},
+	} {
+		_, err := parseServe(tc.args, base, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.args[0]) {
+			t.Errorf("%v: %v, want an error naming %s", tc.args, err, tc.args[0])
+		}
 	}
 }

@@ -209,7 +209,8 @@ func newServer(ctx context.Context, cfg *settings, log *slog.Logger) (_ *server,
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle(cfg.Path, s.hub.Handler())
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	s.http = s.hub.Server().EngineIO().HTTPServer(mux)
+	s.http.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	if err := s.listenAdmin(); err != nil {
 		return nil, err
 	}
@@ -233,9 +234,21 @@ func (s *server) openHub(ctx context.Context, reserved route.ReservedRooms) erro
 			OnRefusedOrigin: func(origin string) {
 				s.log.Warn("refused a browser handshake from an origin that is not allowed (logged once per origin)", "origin", origin,
 					"admit_with", "--cors-origins (WALCAST_CORS_ORIGINS) "+strings.Join(append(slices.Clone(cfg.CORSOrigins), origin), ","))
-			}},
-		Recovery: gateway.Recovery(cfg.RecoveryWindow, reserved),
-		Logger:   s.log,
+			},
+			KeepHeaders:          engineio.ClientHeaders,
+			MaxPayload:           cfg.MaxPayload,
+			FrameTimeout:         cfg.FrameTimeout,
+			MaxHeaderBytes:       cfg.MaxHeaderBytes,
+			HeaderTimeout:        cfg.HeaderTimeout,
+			BodyTimeout:          cfg.BodyTimeout,
+			IdleTimeout:          cfg.IdleTimeout,
+			MaxPending:           noCapIfZero(cfg.MaxPending),
+			MaxPendingPerAddress: noCapIfZero(cfg.MaxPendingPerAddress),
+			TrustedProxies:       cfg.TrustedProxies,
+		},
+		ConnectTimeout: cfg.ConnectTimeout,
+		Recovery:       gateway.Recovery(cfg.RecoveryWindow, reserved),
+		Logger:         s.log,
 	}
 	if cfg.adminUI() {
 		hubCfg.EngineIO.CredentialedOrigins = cfg.AdminUIOrigins
@@ -268,6 +281,14 @@ func (s *server) openHub(ctx context.Context, reserved route.ReservedRooms) erro
 	}
 	s.hub = hub
 	return nil
+}
+
+// noCapIfZero turns a setting's 0 (no cap) into engineio's.
+func noCapIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func newVerifier(cfg *settings) (*auth.Verifier, error) {

@@ -51,9 +51,10 @@ var catalogue = []Metric{
 	{"walcast_auth_failures_total", Counter, []string{"reason"}, "Handshakes refused for authentication, by reason (no_token, expired, not_yet_valid, bad_signature, malformed, claims; the users table: unknown_user, role_differs, member_id_differs, locked_out, users_not_loaded)."},
 	{"walcast_recoveries_total", Counter, []string{"result"}, "Reconnecting clients that asked to recover their session: recovered, or failed (they start afresh and must refetch)."},
 	{"walcast_slow_consumer_cuts_total", Counter, nil, "Connections closed because their send queue overflowed (a client too slow to read)."},
-	{"walcast_send_queue_drops_total", Counter, nil, "Packets not queued because a send queue was full."},
+	{"walcast_send_queue_drops_total", Counter, nil, "Packets given to a socket that never reached its transport: refused by a full send queue or a closed socket, or discarded with the queue of a socket cut."},
 	{"walcast_rooms", Gauge, []string{"namespace"}, "Rooms with members, not counting each socket's own room."},
 	{"walcast_refusals_total", Counter, []string{"kind"}, "Client requests refused by walcast's socket policy, by kind (lock_rate, rooms, reserved_room, invalid_room, standby)."},
+	{"walcast_connection_refusals_total", Counter, []string{"kind"}, "Handshakes refused and connections cut by the limits on clients (payload_too_large, slow_message, slow_body, pending: --max-pending, pending_per_address, connect_timeout)."},
 	// Redis.
 	{"walcast_redis_publish_duration_seconds", Histogram, nil, "Time to publish one committed transaction (or group of them) to Redis."},
 	{"walcast_redis_stream_length", Gauge, nil, "Entries in the Redis events stream."},

@@ -41,7 +41,14 @@ type DeliveryStats struct {
 	BytesWritten     uint64
 	SlowConsumerCuts uint64
 	SendQueueDrops   uint64
+	// Refusals counts handshakes refused and connections cut by the limits
+	// on clients, by the kinds in refusalKinds.
+	Refusals map[string]uint64
 }
+
+// refusalKinds are walcast_connection_refusals_total's kinds, all reported
+// so a query never misses a series.
+var refusalKinds = []string{"payload_too_large", "slow_message", "slow_body", "pending", "pending_per_address", "connect_timeout"}
 
 // RedisStatus is Redis as this instance sees it.
 type RedisStatus struct {
@@ -79,11 +86,17 @@ func SocketsOf(srv *socketio.Server) func() map[string]int {
 // (engineio.Server.Stats: each session counts under its own lock, summed
 // only here, when Prometheus scrapes).
 func DeliveryOf(srv *socketio.Server) func() (DeliveryStats, bool) {
-	eio := srv.EngineIO()
 	return func() (DeliveryStats, bool) {
-		st := eio.Stats()
+		sst := srv.Stats()
+		st := sst.EngineIO
+		r := st.Refused
 		return DeliveryStats{Deliveries: st.Delivered, BytesWritten: st.BytesWritten,
-			SlowConsumerCuts: st.SlowConsumerCuts, SendQueueDrops: st.Dropped}, true
+			SlowConsumerCuts: st.SlowConsumerCuts, SendQueueDrops: st.Dropped,
+			Refusals: map[string]uint64{
+				"payload_too_large": r.PayloadTooLarge, "slow_message": r.SlowMessage, "slow_body": r.SlowBody,
+				"pending": r.PendingOverall, "pending_per_address": r.PendingPerAddress,
+				"connect_timeout": sst.ConnectTimeouts,
+			}}, true
 	}
 }
 
@@ -193,6 +206,7 @@ var (
 	descSockets      = desc("walcast_sockets")
 	descSlowCuts     = desc("walcast_slow_consumer_cuts_total")
 	descQueueDrops   = desc("walcast_send_queue_drops_total")
+	descConnRefusals = desc("walcast_connection_refusals_total")
 	descRooms        = desc("walcast_rooms")
 	descStreamLen    = desc("walcast_redis_stream_length")
 	descRedisUp      = desc("walcast_redis_up")
@@ -203,7 +217,7 @@ var (
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSlotLag, descSlotRetained, descSlotSafe, descSlotActive, descSlotStatus,
 		descReaderState, descSinceAck, descDeliveries, descBytes, descSockets, descSlowCuts, descQueueDrops,
-		descRooms, descStreamLen, descRedisUp, descReady, descLocksHeld} {
+		descConnRefusals, descRooms, descStreamLen, descRedisUp, descReady, descLocksHeld} {
 		ch <- d
 	}
 }
@@ -245,6 +259,11 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descBytes, d.BytesWritten)
 			counter(descSlowCuts, d.SlowConsumerCuts)
 			counter(descQueueDrops, d.SendQueueDrops)
+			if d.Refusals != nil {
+				for _, kind := range refusalKinds {
+					ch <- prometheus.MustNewConstMetric(descConnRefusals, prometheus.CounterValue, float64(d.Refusals[kind]), kind)
+				}
+			}
 		}
 	}
 	if s.Sockets != nil {

@@ -25,7 +25,7 @@ func allSources() Sources {
 			return cdc.SlotHealth{Slot: "walcast", Exists: true, Active: true, LagBytes: 1234, RetainedBytes: 5678, WALStatus: "reserved", SafeWALSize: &safe}, true
 		},
 		Delivery: func() (DeliveryStats, bool) {
-			return DeliveryStats{Deliveries: 10, BytesWritten: 3000, SlowConsumerCuts: 1, SendQueueDrops: 2}, true
+			return DeliveryStats{Deliveries: 10, BytesWritten: 3000, SlowConsumerCuts: 1, SendQueueDrops: 2, Refusals: map[string]uint64{"pending": 4}}, true
 		},
 		Sockets:   func() map[string]int { return map[string]int{"websocket": 7, "polling": 1} },
 		Rooms:     func() map[string]int { return map[string]int{"/": 4} },

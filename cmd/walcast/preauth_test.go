@@ -173,6 +173,17 @@ func TestPreAuthLimits(t *testing.T) {
 			t.Fatal("the handshake's connection is kept alive")
 		}
 	})
+	t.Run("counted for operators", func(t *testing.T) {
+		got := scrape(t, in)
+		for kind, least := range map[string]float64{"connect_timeout": 1, "slow_message": 1, "pending_per_address": 2} {
+			if v := got[`walcast_connection_refusals_total{kind="`+kind+`"}`]; v < least {
+				t.Errorf("walcast_connection_refusals_total{kind=%q} = %v, want at least %v", kind, v, least)
+			}
+		}
+		if v, ok := got[`walcast_connection_refusals_total{kind="pending"}`]; !ok || v != 0 {
+			t.Errorf(`walcast_connection_refusals_total{kind="pending"} = %v (exported %v), want 0`, v, ok)
+		}
+	})
 }
 
 // bufferedConn reads what the handshake's reader took ahead first.

@@ -2,15 +2,8 @@ package redisadapter
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,58 +11,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walcast/walcast/internal/loopback"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
-// selfSigned writes a CA-less self-signed certificate for 127.0.0.1 and
-// returns the cert and key paths and a pool trusting it.
+// selfSigned writes a self-signed certificate for 127.0.0.1 and returns
+// the cert and key paths and a pool trusting it.
 func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
+	certPEM, keyPEM, err := loopback.SelfSignedCert("127.0.0.1", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o644); err != nil {
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
 	pool = x509.NewCertPool()
-	pool.AddCert(cert)
+	pool.AppendCertsFromPEM(certPEM)
 	return certFile, keyFile, pool
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Both adapters work over rediss:// as an ACL user created with ACL SETUSER;
@@ -79,7 +43,10 @@ func TestTLSAndACLUser(t *testing.T) {
 	// The file was just created, so the redis-server child (maybe another
 	// user) must be able to read it.
 	_ = os.Chmod(filepath.Dir(certFile), 0o755)
-	tlsPort := freePort(t)
+	tlsPort, err := loopback.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := redistest.Run(t, redistest.Options{ExtraArgs: []string{
 		"--tls-port", fmt.Sprint(tlsPort),
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,

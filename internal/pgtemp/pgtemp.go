@@ -43,6 +43,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/walcast/walcast/internal/loopback"
 )
 
 // SystemUser is the unprivileged account the server runs as when the
@@ -214,7 +216,7 @@ func (s *Server) initdb(opts Options) error {
 		"--encoding=UTF8", "--locale=C", "--no-sync"); err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := loopback.FreePort()
 	if err != nil {
 		return err
 	}
@@ -278,15 +280,6 @@ func (s *Server) initdb(opts Options) error {
 		return fmt.Errorf("write pg_hba.conf: %w", err)
 	}
 	return s.chown(filepath.Join(s.dataDir, "pg_hba.conf"))
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Start starts a stopped server (Start the package function already did

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walcast/walcast/internal/loopback"
 )
 
 // Options tunes the server. The zero value is an in-memory server with no
@@ -71,7 +73,7 @@ func Start(opts Options) (*Server, error) {
 	// it, so a failed start is retried on a fresh port a few times.
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := loopback.FreePort()
 		if err != nil {
 			lastErr = err
 			continue
@@ -293,15 +295,6 @@ func (s *Server) Close() error {
 		err = fmt.Errorf("remove redis dir: %w", rmErr)
 	}
 	return err
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("probe free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // ping speaks just enough RESP to know the server is serving, so this

@@ -193,15 +193,7 @@ func TestJoinedRoomsRecoveredAcrossInstances(t *testing.T) {
 	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: "socket.io", Values: []any{"uid", "test", "nsp", "/", "type", "3", "data", data}}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	r := <-res
-	if r.Err != nil {
-		t.Fatalf("client: %v\nstderr: %s", r.Err, r.Stderr)
-	}
-	final, _ := r.Final()
-	var got awayResult
-	if err := json.Unmarshal(final.Raw, &got); err != nil {
-		t.Fatal(err)
-	}
+	got := awayOutcome(t, res)
 	if !got.Recovered || !got.SameID || len(got.Names) != 1 || got.Names[0] != "team:news" {
 		t.Errorf("resumed on B: recovered %v, same id %v, events %v; want recovered with the room's event", got.Recovered, got.SameID, got.Names)
 	}

@@ -101,6 +101,12 @@ func runAway(t *testing.T, dsn string, a, b *instance, mode string, awayMs int, 
 	for _, name := range []string{"away-1", "away-2", "away-3"} {
 		execSQLT(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
 	}
+	return awayOutcome(t, res)
+}
+
+// awayOutcome waits for recovery-cross.mjs to end and reads its final line.
+func awayOutcome(t *testing.T, res <-chan sioclient.Result) awayResult {
+	t.Helper()
 	r := <-res
 	if r.Err != nil {
 		t.Fatalf("client: %v\nstderr: %s", r.Err, r.Stderr)

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -14,10 +13,9 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/browsertest"
 	"github.com/walcast/walcast/internal/logbuf"
 )
-
-const chromiumPath = "/usr/bin/chromium"
 
 // TestBrowser: a page in a real headless Chromium connects with
 // socket.io-client's browser bundle (from another origin, as the app's
@@ -51,7 +49,7 @@ func TestBrowser(t *testing.T) {
 	in := startWalcast(t, dsn, serveOpts{args: []string{"--cors-origins", origin}})
 	q := url.Values{"url": {in.URL}, "token": {tok}}
 
-	cmd := exec.Command("node", "run.mjs", origin+"/?"+q.Encode(), browserProfile(t))
+	cmd := exec.Command("node", "run.mjs", origin+"/?"+q.Encode(), browsertest.Profile(t))
 	cmd.Dir = browserDir
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -122,52 +120,14 @@ func TestBrowser(t *testing.T) {
 	}
 }
 
-// browserTestDir is testdata/browser, with its playwright-core installed,
-// once Debian's Chromium is known to be there.
+// browserTestDir is testdata/browser, once Debian's Chromium and the
+// playwright-core its scripts launch it with are known to be there.
 func browserTestDir(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("chromium is not installed (%v): install the Debian package: apt-get install -y chromium", err)
-	}
+	browsertest.Require(t)
 	dir, err := filepath.Abs("testdata/browser")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ensureNodeModules(t, dir, "playwright-core")
 	return dir
-}
-
-// browserProfile is a fresh Chromium user-data-dir, removed after the test.
-// Not t.TempDir: Chromium's helpers may still be writing in the profile for
-// a moment after the browser closed.
-func browserProfile(t *testing.T) string {
-	t.Helper()
-	profile, err := os.MkdirTemp("", "walcast-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 20 {
-			if os.RemoveAll(profile) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Logf("could not remove the browser profile %s", profile)
-	})
-	return profile
-}
-
-// ensureNodeModules runs npm ci in dir when its node_modules lacks the
-// package pkg (scripts/test.sh normally ran npm ci already).
-func ensureNodeModules(t *testing.T, dir, pkg string) {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg, "package.json")); err == nil {
-		return
-	}
-	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walcast/walcast/internal/browsertest"
 	"github.com/walcast/walcast/internal/logbuf"
 )
 
@@ -34,7 +35,7 @@ const demoScreenshot = "../../docs/demo.png"
 // viewer's demotion as the contract's connect_error.
 func TestDemoPage(t *testing.T) {
 	browserDir := browserTestDir(t)
-	ensureNodeModules(t, "demo", "socket.io-client")
+	browsertest.NodeModules(t, "demo", "socket.io-client")
 	d := startDemo(t)
 	b := startDemoBrowser(t, browserDir, d.URL+"/")
 
@@ -462,7 +463,7 @@ func (p demoPaneView) count(f func(demoEventView) bool) int {
 
 func startDemoBrowser(t *testing.T, dir, pageURL string) *demoBrowser {
 	t.Helper()
-	cmd := exec.Command("node", "demo.mjs", pageURL, browserProfile(t))
+	cmd := exec.Command("node", "demo.mjs", pageURL, browsertest.Profile(t))
 	cmd.Dir = dir
 	b := &demoBrowser{t: t, lines: make(chan map[string]any, 100), stderr: &logbuf.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = b.stderr

@@ -27,6 +27,7 @@ func TestBinaryLinksNoTestCode(t *testing.T) {
 		"testing",
 		"github.com/walcast/walcast/internal/pgtest",
 		"github.com/walcast/walcast/internal/redistest",
+		"github.com/walcast/walcast/internal/browsertest",
 	} {
 		if slices.Contains(deps, forbidden) {
 			t.Errorf("the walcast binary links %s", forbidden)

@@ -13,7 +13,7 @@
 // A failed command answers {"ok":false,"error":...}; page errors and console
 // lines arrive as {"kind":"pageerror"|"console",...}.
 import { createInterface } from "node:readline";
-import { launchChromium } from "./chromium.mjs";
+import { launchChromium } from "../../../../internal/browsertest/chromium.mjs";
 
 const [pageURL, userDataDir] = process.argv.slice(2);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");

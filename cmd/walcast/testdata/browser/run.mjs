@@ -6,7 +6,7 @@
 //
 // Lines: {"kind":"connected","transport":...} once the socket is up, then
 // {"kind":"event",...} for the first member:update, or {"kind":"fail",...}.
-import { launchChromium } from "./chromium.mjs";
+import { launchChromium } from "../../../../internal/browsertest/chromium.mjs";
 
 const [pageURL, userDataDir] = process.argv.slice(2);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");

@@ -1,0 +1,145 @@
+// Package browsertest gives tests Debian's headless Chromium, driven from
+// Node through playwright-core by chromium.mjs in this folder. Browser test
+// scripts import launchChromium from chromium.mjs by relative path, so
+// "playwright-core" resolves from this folder's node_modules wherever the
+// script lives.
+//
+// Typical use:
+//
+//	func TestX(t *testing.T) {
+//		browsertest.Require(t) // Chromium present, playwright-core installed
+//		cmd := exec.Command("node", "run.mjs", pageURL, browsertest.Profile(t))
+//		...
+//	}
+//
+// Like sioclient's Node, Chromium is a hard requirement: a missing browser
+// fails the test with what to install, because a skip would report success
+// for a page nobody loaded.
+package browsertest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// defaultChromium is Debian's package; chromium.mjs launches the same
+// binary, or $CHROMIUM when set.
+const defaultChromium = "/usr/bin/chromium"
+
+// Require fails t unless Chromium is installed and this folder's
+// node_modules holds playwright-core (running npm ci when it does not).
+func Require(t testing.TB) {
+	t.Helper()
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = defaultChromium
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium is not installed (%v): install the Debian package: apt-get install -y chromium", err)
+	}
+	dir, err := Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	NodeModules(t, dir, "playwright-core")
+}
+
+// Dir is the folder holding chromium.mjs and its package.json, found from
+// this source file's location.
+func Dir() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) {
+		return "", errors.New("cannot locate internal/browsertest from the source path (built with -trimpath?)")
+	}
+	return filepath.Dir(file), nil
+}
+
+// Profile is a fresh Chromium user-data-dir, removed after the test.
+// Not t.TempDir: Chromium's helpers may still be writing in the profile for
+// a moment after the browser closed, and TempDir's cleanup fails the test
+// when removal does.
+func Profile(t testing.TB) string {
+	t.Helper()
+	profile, err := os.MkdirTemp("", "walcast-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 20 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove the browser profile %s", profile)
+	})
+	return profile
+}
+
+// NodeModules runs npm ci in dir when its node_modules lacks any of pkgs
+// (scripts/test.sh normally ran npm ci already).
+func NodeModules(t testing.TB, dir string, pkgs ...string) {
+	t.Helper()
+	if err := installNodeModules(dir, pkgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// installNodeModules holds an exclusive lock around npm ci: test binaries of
+// several packages (cmd/walcast, broadcast/adminui) run at once and share
+// this folder's node_modules, and two npm ci in one folder delete each
+// other's files. The lock lives in the temporary directory so that no
+// folder of the repository gets an untracked file.
+func installNodeModules(dir string, pkgs []string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("node modules folder: %w", err)
+	}
+	if missing(dir, pkgs) == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(dir))
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "walcast-npm-ci-"+hex.EncodeToString(sum[:8])+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("open npm ci lock file: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock npm ci in %s: %w", dir, err)
+	}
+	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
+	if missing(dir, pkgs) == "" { // installed by another process while we waited
+		return nil
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		return fmt.Errorf("%s/node_modules is missing packages and npm is not installed: install Node.js and npm (apt-get install -y nodejs npm), then run `npm ci --prefix %s`", dir, dir)
+	}
+	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("npm ci in %s: %w\n%s", dir, err, out)
+	}
+	if p := missing(dir, pkgs); p != "" {
+		return fmt.Errorf("npm ci in %s succeeded but %s is still missing: is it in package.json?", dir, p)
+	}
+	return nil
+}
+
+// missing is the first of pkgs that dir's node_modules lacks, or "".
+func missing(dir string, pkgs []string) string {
+	for _, p := range pkgs {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", p, "package.json")); err != nil {
+			return p
+		}
+	}
+	return ""
+}

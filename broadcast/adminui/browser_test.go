@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -17,9 +16,8 @@ import (
 
 	"github.com/walcast/walcast/broadcast/adminui"
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/browsertest"
 )
-
-const chromiumPath = "/usr/bin/chromium"
 
 // TestAdminUIInChromium: the official Admin UI (the ui/dist of the pinned
 // @socket.io/admin-ui, served here from another origin than the server, as
@@ -28,14 +26,12 @@ const chromiumPath = "/usr/bin/chromium"
 // the sockets this test opened and its Servers page shows the server
 // healthy (its server_stats arrive).
 func TestAdminUIInChromium(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("chromium is not installed (%v): install the Debian package: apt-get install -y chromium", err)
-	}
+	browsertest.Require(t)
 	dir, err := filepath.Abs("testdata")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ensureNodeModules(t, dir)
+	browsertest.NodeModules(t, dir, "@socket.io/admin-ui")
 	dist := filepath.Join(dir, "node_modules", "@socket.io", "admin-ui", "ui", "dist")
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -56,21 +52,7 @@ func TestAdminUIInChromium(t *testing.T) {
 		ids = append(ids, app.WaitFor(wait, func(l sioclient.Line) bool { return l.Kind == "connect" && l.Client == i }).ID)
 	}
 
-	// Not t.TempDir: Chromium's helpers may still write in the profile for a
-	// moment after the browser closed.
-	profile, err := os.MkdirTemp("", "walcast-adminui-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 20 {
-			if os.RemoveAll(profile) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Logf("could not remove the browser profile %s", profile)
-	})
+	profile := browsertest.Profile(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "run.mjs", uiOrigin+"/", url, adminUser, adminPassword, profile, strings.Join(ids, ","), serverID)
@@ -118,21 +100,5 @@ func TestAdminUIInChromium(t *testing.T) {
 	// The Servers page: server_stats arrive, so the server is healthy.
 	if len(server) != 1 || !strings.Contains(strings.ToUpper(server[0]), "HEALTHY") {
 		t.Errorf("the Servers page shows %q for %s, want one healthy server", server, serverID)
-	}
-}
-
-// ensureNodeModules installs the pinned packages when the folder's
-// node_modules lacks them (scripts/test.sh normally ran npm ci already).
-func ensureNodeModules(t *testing.T, dir string) {
-	t.Helper()
-	for _, p := range []string{"playwright-core", "@socket.io/admin-ui"} {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", p, "package.json")); err != nil {
-			cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-			cmd.Dir = dir
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-			}
-			return
-		}
 	}
 }

@@ -9,26 +9,13 @@
 // {"kind":"listed","rows":[...]} once every expected id is on the Sockets
 // page, {"kind":"server","rows":[...]} once the Servers page lists the
 // server id, or {"kind":"fail","error":...}.
-import { chromium } from "playwright-core";
+import { launchChromium } from "../../../internal/browsertest/chromium.mjs";
 
 const [uiURL, serverURL, username, password, userDataDir, idList, serverID] = process.argv.slice(2);
 const ids = idList.split(",");
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const context = await launchChromium(userDataDir);
 try {
   // index.html links web fonts and icons from CDNs this machine cannot
   // reach; the UI works without them.

@@ -28,6 +28,7 @@ func TestBinaryLinksNoTestCode(t *testing.T) {
 		"github.com/walcast/walcast/internal/pgtest",
 		"github.com/walcast/walcast/internal/redistest",
 		"github.com/walcast/walcast/internal/browsertest",
+		"github.com/walcast/walcast/internal/npmci",
 	} {
 		if slices.Contains(deps, forbidden) {
 			t.Errorf("the walcast binary links %s", forbidden)

@@ -21,9 +21,10 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walcast/walcast/internal/npmci"
 )
 
 // Line is one JSON line a Node script printed. Kind says what it is
@@ -132,38 +133,10 @@ func setup() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if installed(dir) {
-		return dir, nil
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".npm-ci.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", fmt.Errorf("open npm lock file: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("lock npm install: %w", err)
-	}
-	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
-	if installed(dir) { // another process installed it while we waited
-		return dir, nil
-	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		return "", fmt.Errorf("%s/node_modules is missing and npm is not installed: run `npm ci --prefix %s`", dir, dir)
-	}
-	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("npm ci in %s: %w\n%s", dir, err, out)
-	}
-	if !installed(dir) {
-		return "", fmt.Errorf("npm ci in %s succeeded but socket.io-client is still missing", dir)
+	if err := npmci.Ensure(dir, "socket.io-client"); err != nil {
+		return "", err
 	}
 	return dir, nil
-}
-
-func installed(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, "node_modules", "socket.io-client", "package.json"))
-	return err == nil
 }
 
 // Options for Run.

@@ -18,17 +18,14 @@
 package browsertest
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walcast/walcast/internal/npmci"
 )
 
 // defaultChromium is Debian's package; chromium.mjs launches the same
@@ -89,57 +86,7 @@ func Profile(t testing.TB) string {
 // (scripts/test.sh normally ran npm ci already).
 func NodeModules(t testing.TB, dir string, pkgs ...string) {
 	t.Helper()
-	if err := installNodeModules(dir, pkgs); err != nil {
+	if err := npmci.Ensure(dir, pkgs...); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// installNodeModules holds an exclusive lock around npm ci: test binaries of
-// several packages (cmd/walcast, broadcast/adminui) run at once and share
-// this folder's node_modules, and two npm ci in one folder delete each
-// other's files. The lock lives in the temporary directory so that no
-// folder of the repository gets an untracked file.
-func installNodeModules(dir string, pkgs []string) error {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return fmt.Errorf("node modules folder: %w", err)
-	}
-	if missing(dir, pkgs) == "" {
-		return nil
-	}
-	sum := sha256.Sum256([]byte(dir))
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "walcast-npm-ci-"+hex.EncodeToString(sum[:8])+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return fmt.Errorf("open npm ci lock file: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("lock npm ci in %s: %w", dir, err)
-	}
-	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
-	if missing(dir, pkgs) == "" { // installed by another process while we waited
-		return nil
-	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		return fmt.Errorf("%s/node_modules is missing packages and npm is not installed: install Node.js and npm (apt-get install -y nodejs npm), then run `npm ci --prefix %s`", dir, dir)
-	}
-	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("npm ci in %s: %w\n%s", dir, err, out)
-	}
-	if p := missing(dir, pkgs); p != "" {
-		return fmt.Errorf("npm ci in %s succeeded but %s is still missing: is it in package.json?", dir, p)
-	}
-	return nil
-}
-
-// missing is the first of pkgs that dir's node_modules lacks, or "".
-func missing(dir string, pkgs []string) string {
-	for _, p := range pkgs {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", p, "package.json")); err != nil {
-			return p
-		}
-	}
-	return ""
 }

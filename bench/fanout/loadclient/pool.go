@@ -168,7 +168,7 @@ func (p *Pool) ramp(ctx context.Context, addr netip.AddrPort, n int) error {
 				if p.cfg.ReadRate > 0 {
 					rcvbuf = 4096 // the kernel doubles it
 				}
-				fd, leftover, err := handshake(addr, p.cfg.Protocol, p.cfg.Path, rcvbuf, p.cfg.Auth)
+				fd, leftover, err := handshakeRetrying(ctx, addr, p.cfg.Protocol, p.cfg.Path, rcvbuf, p.cfg.Auth)
 				if err != nil {
 					cancel(fmt.Errorf("client %d: %w", i, err))
 					continue
@@ -328,6 +328,29 @@ func handshake(addr netip.AddrPort, proto Protocol, path string, rcvbuf int, aut
 		return -1, nil, fmt.Errorf("set non-blocking: %w", err)
 	}
 	return fd, rest, nil
+}
+
+// errTryLater marks a handshake the server refused for now (429, 503):
+// too many connections not yet authenticated, overall or from this
+// address, as a burst of handshakes from one load client can be.
+var errTryLater = errors.New("server busy, try later")
+
+// handshakeRetrying retries a handshake refused for now, as the official
+// client does after its reconnection delay, for up to a minute.
+func handshakeRetrying(ctx context.Context, addr netip.AddrPort, proto Protocol, path string, rcvbuf int, auth []byte) (int, []byte, error) {
+	delay := 50 * time.Millisecond
+	for deadline := time.Now().Add(time.Minute); ; {
+		fd, leftover, err := handshake(addr, proto, path, rcvbuf, auth)
+		if err == nil || !errors.Is(err, errTryLater) || time.Now().After(deadline) {
+			return fd, leftover, err
+		}
+		select {
+		case <-ctx.Done():
+			return -1, nil, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
 }
 
 // connect connects the blocking socket fd. The Go runtime's preemption

@@ -1,15 +1,23 @@
 package loadclient
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/walcast/walcast/bench/fanout/serverproc"
+	"github.com/walcast/walcast/broadcast/engineio"
+	"github.com/walcast/walcast/broadcast/socketio"
 )
 
 // startNodeServer runs the reference socket.io@4 server of the benchmark:
@@ -188,5 +196,61 @@ func TestSlowReadersStayBehind(t *testing.T) {
 	}
 	if slow.Closed() != 0 {
 		t.Errorf("%d slow clients closed", slow.Closed())
+	}
+}
+
+// TestDialRetriesRefusedHandshake: walcast answers a handshake 429 while
+// its address holds --max-pending-per-address sessions that have not
+// joined a namespace, as a burst of load clients can; the pool retries,
+// as the official client does, and gets in once the slot is free.
+func TestDialRetriesRefusedHandshake(t *testing.T) {
+	sio := socketio.NewServer(socketio.Config{EngineIO: engineio.Config{MaxPendingPerAddress: 1}})
+	defer sio.EngineIO().Close()
+	srv := httptest.NewServer(sio)
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	// A session that never sends CONNECT holds the address's one slot.
+	hold, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	if _, err := io.WriteString(hold, "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"+
+		"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(hold), nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("holding session: %v %v", res, err)
+	}
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		hold.Close()
+		close(released)
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := Dial(ctx, Config{Addr: addr}, 3)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer pool.Close()
+	select {
+	case <-released:
+	default:
+		t.Fatal("Dial returned while the address's slot was still held: nothing was refused")
+	}
+	if got := sio.EngineIO().Stats().Refused.PendingPerAddress; got == 0 {
+		t.Error("no handshake was refused for the address's cap")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pool.Connected() < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := pool.Connected(); got != 3 {
+		t.Errorf("connected %d of 3", got)
 	}
 }

@@ -27,6 +27,9 @@ func acceptFor(key string) string {
 func checkUpgradeResponse(head []byte, accept string) error {
 	lines := bytes.Split(bytes.TrimRight(head, "\r\n"), []byte("\r\n"))
 	status := lines[0]
+	if bytes.HasPrefix(status, []byte("HTTP/1.1 429")) || bytes.HasPrefix(status, []byte("HTTP/1.1 503")) {
+		return fmt.Errorf("upgrade refused: %q: %w", status, errTryLater)
+	}
 	if !bytes.HasPrefix(status, []byte("HTTP/1.1 101")) {
 		return fmt.Errorf("upgrade refused: %q", status)
 	}

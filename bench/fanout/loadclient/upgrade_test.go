@@ -1,6 +1,7 @@
 package loadclient
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -20,6 +21,8 @@ func TestCheckUpgradeResponse(t *testing.T) {
 		{"valid", ok, ""},
 		{"lower-case header name", strings.Replace(ok, "Sec-WebSocket-Accept", "sec-websocket-accept", 1), ""},
 		{"refused", "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "upgrade refused"},
+		{"too many from this address", "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n\r\n", "try later"},
+		{"server full", "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n", "try later"},
 		{"wrong accept", strings.Replace(ok, accept, "AAAA", 1), "Sec-WebSocket-Accept"},
 		{"no accept", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", "without Sec-WebSocket-Accept"},
 		{"compression forced", strings.Replace(ok, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1), "extension"},
@@ -37,6 +40,9 @@ func TestCheckUpgradeResponse(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
+			}
+			if got, want := errors.Is(err, errTryLater), tt.wantErr == "try later"; got != want {
+				t.Errorf("errors.Is(err, errTryLater) = %v, want %v: only 429 and 503 are retried", got, want)
 			}
 		})
 	}

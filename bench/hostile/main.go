@@ -4,7 +4,7 @@
 // authenticated idle sockets cost, and beside a walcast built from before
 // the limits, all in the same run.
 //
-//	go run ./bench/hostile [-configs default,uncapped,before] [-before 5f0e213] [-conns 1000] [-attackers 1]
+//	go run ./bench/hostile [-configs default,uncapped,before,nethttp] [-before 5f0e213] [-conns 1000] [-attackers 1] [-profile DIR]
 //
 // It builds walcast from this tree (and, for the "before" configuration,
 // from the revision -before names, unpacked with git archive), starts a
@@ -35,6 +35,18 @@
 //	           headers up to net/http's 1 MiB, no caps): the memory bounds
 //	           that have no setting
 //	before     the -before revision's walcast with its defaults
+//	nethttp    the floor: bench/hostile/nethttp, Go's net/http and gobwas/ws
+//	           with walcast's HTTP limits doing the least each kind needs
+//	           (no sessions, no caps, a goroutine per WebSocket), so each
+//	           kind's figure can be set beside what Go's server alone costs
+//
+// With -profile DIR, each configuration but "before" runs with its
+// profiler, and for each kind alone the bench takes a heap and a goroutine
+// profile, with the runtime's memory statistics, before the attack and
+// once its connections are held: it saves them in DIR, prints where the
+// held RSS per connection went (Go heap in use, goroutine stacks, freed
+// heap not yet returned, the kernel's TCP buffers) and the heap profile's
+// top entries for the trickling POST, against the profile before.
 //
 // All hostile connections come from one loopback address (127.1.0.1), or
 // from -attackers addresses 127.1.x.y: one address is one attacker, many
@@ -67,7 +79,7 @@ const (
 
 type options struct {
 	conns, attackers, authed, legit int
-	before                          string
+	before, profile                 string
 	configs                         []string
 	wait, settle                    time.Duration
 	kinds                           []*kind
@@ -82,6 +94,7 @@ type config struct {
 	// kind's deadline applies.
 	limits bool
 	before bool // the -before revision's binary
+	floor  bool // bench/hostile/nethttp
 }
 
 var configs = []config{
@@ -92,6 +105,7 @@ var configs = []config{
 		args: []string{"--max-pending", "0", "--max-pending-per-address", "0", "--max-header-bytes", "1048576",
 			"--frame-timeout", "24h", "--header-timeout", "24h", "--body-timeout", "24h", "--idle-timeout", "24h", "--connect-timeout", "24h"}},
 	{name: "before", before: true},
+	{name: "nethttp", about: "the floor: Go's net/http and gobwas/ws with walcast's HTTP limits, no sessions, no caps", limits: true, floor: true},
 }
 
 func main() {
@@ -101,7 +115,8 @@ func main() {
 	flag.IntVar(&o.authed, "authed", 1000, "authenticated idle sockets held throughout")
 	flag.IntVar(&o.legit, "legit", 20, "legitimate clients that authenticate while all kinds are held")
 	flag.StringVar(&o.before, "before", "5f0e213", "git revision of the walcast before the limits, for the \"before\" configuration")
-	cfgs := flag.String("configs", "default,uncapped,before", "configurations to run, in order: default, uncapped, loose, before")
+	cfgs := flag.String("configs", "default,uncapped,before", "configurations to run, in order: "+strings.Join(configNames(), ", "))
+	flag.StringVar(&o.profile, "profile", "", "directory to save heap and goroutine profiles of each kind in, and print where its memory went (none when empty)")
 	flag.DurationVar(&o.wait, "wait", 60*time.Second, "how long after a connection's start to wait for walcast to close it (the before revision's connect timeout is 45s)")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "pause before each settled RSS reading")
 	kindList := flag.String("kinds", strings.Join(kindNames(), ","), "hostile kinds to run")
@@ -127,7 +142,7 @@ func (o *options) parse(cfgs, kindList string) error {
 	for _, name := range strings.Split(cfgs, ",") {
 		name = strings.TrimSpace(name)
 		if configByName(name) == nil {
-			return fmt.Errorf("-configs: unknown configuration %q (default, uncapped, loose, before)", name)
+			return fmt.Errorf("-configs: unknown configuration %q (%s)", name, strings.Join(configNames(), ", "))
 		}
 		o.configs = append(o.configs, name)
 	}
@@ -142,6 +157,14 @@ func (o *options) parse(cfgs, kindList string) error {
 		return errors.New("-wait must be positive and -settle not negative")
 	}
 	return nil
+}
+
+func configNames() []string {
+	names := make([]string, len(configs))
+	for i, c := range configs {
+		names[i] = c.name
+	}
+	return names
 }
 
 func configByName(name string) *config {
@@ -160,7 +183,12 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer env.Close()
-	var beforeBin string
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return fmt.Errorf("-profile: %w", err)
+		}
+	}
+	var beforeBin, floorBin string
 	for _, name := range o.configs {
 		if configByName(name).before && beforeBin == "" {
 			bin, remove, err := buildRevision(ctx, o.before)
@@ -169,6 +197,14 @@ func run(ctx context.Context, o options) error {
 			}
 			defer remove()
 			beforeBin = bin
+		}
+		if configByName(name).floor && floorBin == "" {
+			bin, remove, err := buildFloor(ctx)
+			if err != nil {
+				return err
+			}
+			defer remove()
+			floorBin = bin
 		}
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
@@ -181,12 +217,15 @@ func run(ctx context.Context, o options) error {
 	var reports []report
 	for _, name := range o.configs {
 		c := *configByName(name)
-		bin := env.Bin
-		if c.before {
-			bin = beforeBin
+		w := server{bin: env.Bin, args: c.args, dsn: env.DSN, pprof: o.profile != ""}
+		switch {
+		case c.before:
+			w.bin, w.pprof = beforeBin, false
 			c.about = "walcast at " + o.before + " (before the limits), defaults"
+		case c.floor:
+			w.bin, w.floor = floorBin, true
 		}
-		r, err := measure(ctx, o, c, walcast{bin: bin, args: c.args, dsn: env.DSN}, tok)
+		r, err := measure(ctx, o, c, w, tok)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
@@ -228,6 +267,23 @@ func buildRevision(ctx context.Context, rev string) (bin string, remove func(), 
 	if err := build.Run(); err != nil {
 		remove()
 		return "", nil, fmt.Errorf("build walcast at %s: %w", rev, err)
+	}
+	return bin, remove, nil
+}
+
+// buildFloor builds bench/hostile/nethttp into a temporary directory.
+func buildFloor(ctx context.Context) (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "hostile-nethttp-")
+	if err != nil {
+		return "", nil, fmt.Errorf("build the nethttp floor: %w", err)
+	}
+	remove = func() { _ = os.RemoveAll(dir) }
+	bin = filepath.Join(dir, "nethttp")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/walcast/walcast/bench/hostile/nethttp")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		remove()
+		return "", nil, fmt.Errorf("build the nethttp floor: %w", err)
 	}
 	return bin, remove, nil
 }

@@ -15,11 +15,27 @@ import (
 	"github.com/walcast/walcast/bench/internal/walcastproc"
 )
 
-// walcast is how to start the server under test.
-type walcast struct {
-	bin  string
-	args []string
-	dsn  string
+// server is how to start the server under test.
+type server struct {
+	bin   string
+	args  []string
+	dsn   string
+	floor bool // bench/hostile/nethttp, which has its own flags
+	pprof bool // serves the profiler on its admin listener
+}
+
+func (w server) command(ctx context.Context, addr, admin string) *exec.Cmd {
+	args := []string{"-listen", addr, "-admin-listen", admin}
+	if !w.floor {
+		args = append([]string{"serve", "--listen", addr, "--admin-listen", admin, "--log-level", "error"}, w.args...)
+		if w.pprof {
+			args = append(args, "--admin-pprof")
+		}
+	}
+	srv := exec.CommandContext(ctx, w.bin, args...)
+	srv.Env = []string{"DATABASE_URL=" + w.dsn, "JWT_SECRET=" + secret, "PATH=" + os.Getenv("PATH")}
+	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
+	return srv
 }
 
 // report is one configuration's figures.
@@ -49,11 +65,12 @@ type kindResult struct {
 	held      int64          // RSS once the connections were open and the server had settled
 	lifetimes []time.Duration
 	open      int // still open -wait after their start: closed by the client
+	profile   *profile
 }
 
 // measure runs each kind, and then all kinds at once, against a fresh
 // walcast process each.
-func measure(ctx context.Context, o options, c config, w walcast, tok string) (report, error) {
+func measure(ctx context.Context, o options, c config, w server, tok string) (report, error) {
 	r := report{cfg: c, loadBefore: walcastproc.LoadAvg(), legitWhy: map[string]int{}}
 	fmt.Fprintf(os.Stderr, "== %s (%s)\n", c.name, c.about)
 	for _, k := range o.kinds {
@@ -94,15 +111,16 @@ func measure(ctx context.Context, o options, c config, w walcast, tok string) (r
 // scenario starts walcast, reads its RSS empty and with the authenticated
 // sockets, runs the kinds at once (during, if any, once they are held) and
 // stops walcast.
-func scenario(ctx context.Context, o options, w walcast, tok string, ks []*kind, r *report, during func(addr string)) ([]kindResult, error) {
+func scenario(ctx context.Context, o options, w server, tok string, ks []*kind, r *report, during func(addr string)) ([]kindResult, error) {
 	addr, err := walcastproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"serve", "--listen", addr, "--admin-listen", "127.0.0.1:0", "--log-level", "error"}, w.args...)
-	srv := exec.CommandContext(ctx, w.bin, args...)
-	srv.Env = []string{"DATABASE_URL=" + w.dsn, "JWT_SECRET=" + secret, "PATH=" + os.Getenv("PATH")}
-	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
+	admin, err := walcastproc.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	srv := w.command(ctx, addr, admin)
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("start walcast: %w", err)
 	}
@@ -135,11 +153,21 @@ func scenario(ctx context.Context, o options, w walcast, tok string, ks []*kind,
 	}
 	r.authedKB = append(r.authedKB, float64(authed-empty)/1024/float64(o.authed))
 
+	var prof *profile
+	if w.pprof && o.profile != "" && len(ks) == 1 {
+		if prof, err = startProfile(o.profile, r.cfg.name, ks[0].name, admin, pid); err != nil {
+			return nil, err
+		}
+		during = prof.held
+	}
 	peak := sampleRSS(pid)
 	res := attack(o, addr, ks, settled, during)
 	top := peak()
 	for i := range res {
 		res[i].base, res[i].peak = authed, top
+	}
+	if prof != nil {
+		res[0].profile = prof
 	}
 	r.authedCut += pool.Closed()
 	return res, nil

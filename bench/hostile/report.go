@@ -59,6 +59,7 @@ func (r report) print(o options) {
 	if r.cfg.limits {
 		fmt.Printf("gone within what closes them (+1 s): %s\n", r.goneVerdict(o))
 	}
+	r.printProfiles()
 }
 
 // goneVerdict says, for a configuration with the limits, whether each

@@ -7,8 +7,9 @@
 //
 //   WALCAST_URL=<A> node takeover.mjs <B url> [events|locks]
 //
-// Prints {kind:"takeover", closedAfterMs, reason, recovered, sameId} once
-// A closed the old socket (closedAfterMs counts from the CONNECT to B), then
+// Prints {kind:"takeover", closedAfterMs, goneAt, reason, recovered, sameId}
+// once A closed the old socket (closedAfterMs counts from the CONNECT to B,
+// goneAt is its epoch ms), then
 // writes TAKEOVER_READY_FILE. With TAKEOVER_CUT=1 it is an ordinary recovery
 // instead: the client closes its transport to A first, then resumes on B
 // (which may be A).
@@ -65,7 +66,7 @@ b.connect();
 await once(b, "connect");
 const gone = await Promise.race([aGone, sleep(10000).then(() => null)]);
 assert.ok(gone, "A did not close the old socket within 10 s of the resume on B");
-out({ kind: "takeover", cut, closedAfterMs: gone.at - start, reason: gone.reason, recovered: b.recovered, sameId: b.id === id });
+out({ kind: "takeover", cut, closedAfterMs: gone.at - start, goneAt: gone.at, reason: gone.reason, recovered: b.recovered, sameId: b.id === id });
 
 if (mode === "locks") {
   const ack = await b.timeout(5000).emitWithAck("lock:acquire", lock);

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/walcast/walcast/e2e/sioclient"
 	"github.com/walcast/walcast/internal/logbuf"
+	"github.com/walcast/walcast/internal/loopback"
 	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/sql"
 )
@@ -141,12 +141,11 @@ type serveOpts struct {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
-		t.Fatalf("free port: %v", err)
+		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // startWalcast runs `walcast serve` on a free port and waits until it

@@ -5,13 +5,14 @@ package walcastproc
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/walcast/walcast/internal/loopback"
 )
 
 // Build compiles cmd/walcast into a temporary directory and returns the
@@ -35,12 +36,11 @@ func Build() (bin string, remove func(), err error) {
 // FreeAddr returns a 127.0.0.1 address with a port free at the time of the
 // call.
 func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
+		return "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return fmt.Sprintf("127.0.0.1:%d", port), nil
 }
 
 // WaitReady polls url (a /readyz) until it answers 200.

@@ -167,12 +167,18 @@ func writeSamples(ctx context.Context, dsn string, every time.Duration, logf fun
 	}
 }
 
-func execSQL(ctx context.Context, dsn, sqlText string) error {
+// execSQL runs each statement as its own transaction, in order, on one
+// connection.
+func execSQL(ctx context.Context, dsn string, stmts ...string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sqlText)
-	return err
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }

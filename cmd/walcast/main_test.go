@@ -82,15 +82,8 @@ func execSQLT(t testing.TB, dsn string, stmts ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	for _, s := range stmts {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			t.Fatalf("exec %q: %v", s, err)
-		}
+	if err := execSQL(ctx, dsn, stmts...); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/walcast/walcast/e2e/sioclient"
 	"github.com/walcast/walcast/internal/promtest"
 	"github.com/walcast/walcast/internal/redistest"
@@ -101,7 +99,9 @@ func TestPrometheusScrapesWalcast(t *testing.T) {
 			for i := w; i < donations; i += writers {
 				stmts = append(stmts, `INSERT INTO donations (member_id, amount, fund, entered_by) VALUES (NULL, 10.00, 'General', 'test')`)
 			}
-			errs <- execEach(dsn, stmts)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			errs <- execSQL(ctx, dsn, stmts...)
 		}()
 	}
 	for range writers {
@@ -183,7 +183,9 @@ func TestPrometheusScrapesWalcast(t *testing.T) {
 	for i := range stalled {
 		stmts = append(stmts, fmt.Sprintf(`INSERT INTO members (id, first_name, last_name) VALUES ('s-%d', 'F', 'L')`, i))
 	}
-	if err := execEach(dsn, stmts); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := execSQL(ctx, dsn, stmts...); err != nil {
 		t.Fatal(err)
 	}
 	written := float64(queryInt(t, dsn, `SELECT pg_current_wal_lsn() - '0/0'::pg_lsn`) - before)
@@ -221,21 +223,4 @@ func TestPrometheusScrapesWalcast(t *testing.T) {
 	waitFor("the refused publishes counted", `walcast_redis_errors_total{op="publish"}`, above(0))
 	waitFor("the refused sessions counted", `walcast_replication_errors_total{kind="delivery"}`, above(0))
 	t.Logf("slot lag peaked at %.0f bytes (%.0f written while stalled)", peak, written)
-}
-
-// execEach runs each statement as its own transaction on one connection.
-func execEach(dsn string, stmts []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	for _, s := range stmts {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			return fmt.Errorf("%s: %w", s, err)
-		}
-	}
-	return nil
 }

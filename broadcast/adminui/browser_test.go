@@ -5,8 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -34,14 +34,9 @@ func TestAdminUIInChromium(t *testing.T) {
 	browsertest.NodeModules(t, dir, "@socket.io/admin-ui")
 	dist := filepath.Join(dir, "node_modules", "@socket.io", "admin-ui", "ui", "dist")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uiSrv := &http.Server{Handler: http.FileServer(http.Dir(dist)), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = uiSrv.Serve(ln) }()
-	t.Cleanup(func() { _ = uiSrv.Close() })
-	uiOrigin := "http://" + ln.Addr().String()
+	uiSrv := httptest.NewServer(http.FileServer(http.Dir(dist)))
+	t.Cleanup(uiSrv.Close)
+	uiOrigin := uiSrv.URL
 
 	// The UI connects withCredentials: the server must name its origin.
 	const serverID = "walcast-browser-test"

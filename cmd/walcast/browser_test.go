@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -34,14 +34,9 @@ func TestBrowser(t *testing.T) {
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFile(w, r, filepath.Join(browserDir, "page.html"))
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pageSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = pageSrv.Serve(ln) }()
-	t.Cleanup(func() { _ = pageSrv.Close() })
-	origin := "http://" + ln.Addr().String()
+	pageSrv := httptest.NewServer(mux)
+	t.Cleanup(pageSrv.Close)
+	origin := pageSrv.URL
 
 	dsn := newDB(t)
 	tok := mint(t, 9001, "adm", "admin", nil, time.Hour)

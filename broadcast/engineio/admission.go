@@ -121,13 +121,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, why int, client 
 // proxy is trusted.
 func (s *Server) hintProxy(r *http.Request, client netip.Addr) {
 	s.mu.Lock()
-	hint := !s.hinted[client] && len(s.hinted) < maxReportedOrigins
-	if hint {
-		if s.hinted == nil {
-			s.hinted = map[netip.Addr]bool{}
-		}
-		s.hinted[client] = true
-	}
+	hint := s.hinted.first(client)
 	s.mu.Unlock()
 	if hint {
 		s.log.Warn("refused handshakes from an address over its cap on pending sessions; it sends X-Forwarded-For: "+

@@ -42,11 +42,11 @@ type Server struct {
 	sessions map[string]*Session
 	closed   bool
 	// refusedOrigins are the origins already reported to OnRefusedOrigin.
-	refusedOrigins map[string]bool
+	refusedOrigins firstSeen[string]
 	// pending are the sessions not admitted yet (see admission.go);
 	// hinted the peers already named in a hint about proxies.
 	pending pendingSet
-	hinted  map[netip.Addr]bool
+	hinted  firstSeen[netip.Addr]
 
 	// poll is the idle-connection poller, made with the first WebSocket;
 	// pollErr says why there is none.
@@ -66,8 +66,27 @@ type Server struct {
 	refused     refusalCounts
 }
 
-// maxReportedOrigins bounds the refused origins remembered for reporting.
-const maxReportedOrigins = 64
+// maxReported bounds the keys a firstSeen remembers.
+const maxReported = 64
+
+// firstSeen makes a report once per key (a refused origin, a peer to hint
+// about), remembering at most maxReported keys so that a stream of
+// distinct ones cannot grow it; past that nothing more is reported. The
+// caller holds Server.mu.
+type firstSeen[K comparable] struct{ seen map[K]bool }
+
+// first reports whether k is to be reported now: not seen before, and
+// room to remember it.
+func (f *firstSeen[K]) first(k K) bool {
+	if f.seen[k] || len(f.seen) >= maxReported {
+		return false
+	}
+	if f.seen == nil {
+		f.seen = map[K]bool{}
+	}
+	f.seen[k] = true
+	return true
+}
 
 // NewServer returns a server; onSession runs once per new session after the
 // handshake and must call SetHandlers.
@@ -340,13 +359,7 @@ func (s *Server) reportRefusedOrigin(origin string) {
 		return
 	}
 	s.mu.Lock()
-	report := !s.refusedOrigins[origin] && len(s.refusedOrigins) < maxReportedOrigins
-	if report {
-		if s.refusedOrigins == nil {
-			s.refusedOrigins = map[string]bool{}
-		}
-		s.refusedOrigins[origin] = true
-	}
+	report := s.refusedOrigins.first(origin)
 	s.mu.Unlock()
 	if report {
 		s.cfg.OnRefusedOrigin(origin)

@@ -86,8 +86,6 @@ func keptHeader(h http.Header, keep []string) http.Header {
 	if keys == 0 {
 		return http.Header{}
 	}
-	var sb strings.Builder
-	sb.Grow(size)
 	vals := make([]string, 0, nvals)
 	out := make(http.Header, keys)
 	for i, k := range names {
@@ -95,21 +93,13 @@ func keptHeader(h http.Header, keep []string) http.Header {
 			continue
 		}
 		start := len(vals)
-		for _, v := range h[k][:counts[i]] {
-			sb.WriteString(v)
-			vals = append(vals, v)
-		}
+		vals = append(vals, h[k][:counts[i]]...)
 		// Full slice expressions: an append by a reader cannot overwrite
 		// the next key's values.
 		out[k] = vals[start:len(vals):len(vals)]
 	}
-	// Point every value into the one string; out's slices share vals.
-	all := sb.String()
-	off := 0
-	for i, v := range vals {
-		vals[i] = all[off : off+len(v)]
-		off += len(v)
-	}
+	// out's slices share vals, so they see the values repointed.
+	packStrings(vals)
 	return out
 }
 
@@ -144,37 +134,44 @@ func keptQuery(parsed url.Values) url.Values {
 		size += ksize
 		n += len(parsed[k])
 	}
-	var sb strings.Builder
-	sb.Grow(size)
-	type span struct{ key, from, to int }
-	spans := make([]span, 0, len(kept))
-	vals := make([]string, 0, n)
+	// Keys and values, in order, packed into one string together.
+	texts := make([]string, 0, len(kept)+n)
 	for _, k := range kept {
-		vs := parsed[k]
-		sb.WriteString(k)
-		start := len(vals)
-		for _, v := range vs {
-			sb.WriteString(v)
-			vals = append(vals, v)
-		}
-		spans = append(spans, span{len(k), start, len(vals)})
+		texts = append(texts, k)
+		texts = append(texts, parsed[k]...)
 	}
-	// Point every key and value into the one string, in the order written.
-	all := sb.String()
+	packStrings(texts)
+	vals := make([]string, 0, n)
 	out := make(url.Values, len(kept))
-	off := 0
-	for _, sp := range spans {
-		key := all[off : off+sp.key]
-		off += sp.key
-		for i := sp.from; i < sp.to; i++ {
-			vals[i] = all[off : off+len(vals[i])]
-			off += len(vals[i])
-		}
+	for _, k := range kept {
+		key, nv := texts[0], len(parsed[k])
+		start := len(vals)
+		vals = append(vals, texts[1:1+nv]...)
+		texts = texts[1+nv:]
 		// Full slice expression: an append by a reader cannot overwrite
 		// the next key's values.
-		out[key] = vals[sp.from:sp.to:sp.to]
+		out[key] = vals[start:len(vals):len(vals)]
 	}
 	return out
+}
+
+// packStrings points every string of ss into one new string holding them
+// all, so a copy kept for a session's life is one allocation rather than
+// one per string, and holds nothing of the request it came from.
+func packStrings(ss []string) {
+	size := 0
+	for _, s := range ss {
+		size += len(s)
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	for _, s := range ss {
+		sb.WriteString(s)
+	}
+	all := sb.String()
+	for i, s := range ss {
+		ss[i], all = all[:len(s)], all[len(s):]
+	}
 }
 
 // canonicalHeaders writes header names as http.Header keys them.

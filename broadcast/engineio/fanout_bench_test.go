@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -112,11 +111,7 @@ type fanoutEnv struct {
 func startFanoutEnv(b *testing.B, n int) *fanoutEnv {
 	b.Helper()
 	got := make(chan *Session, n)
-	srv := NewServer(Config{
-		PingInterval: time.Hour,
-		SendQueue:    1 << 16,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, func(s *Session) { got <- s })
+	srv := NewServer(benchConfig(Config{SendQueue: 1 << 16}), func(s *Session) { got <- s })
 	hs := httptest.NewServer(srv)
 	b.Cleanup(func() { srv.Close(); hs.Close() })
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFanoutClientsHelper$", "-test.bench=^$")

@@ -3,8 +3,6 @@ package engineio
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"strconv"
@@ -98,11 +96,7 @@ func BenchmarkWriteDelay(b *testing.B) {
 
 func benchWriteDelay(b *testing.B, n, burst int, gap, delay time.Duration, payload []byte) {
 	got := make(chan *Session, n)
-	srv := NewServer(Config{
-		WriteDelay:   delay,
-		PingInterval: time.Hour,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, func(s *Session) { got <- s })
+	srv := NewServer(benchConfig(Config{WriteDelay: delay}), func(s *Session) { got <- s })
 	hs := httptest.NewServer(srv)
 	defer func() { srv.Close(); hs.Close() }()
 	u := "ws" + strings.TrimPrefix(hs.URL, "http") + "/socket.io/?EIO=4&transport=websocket"

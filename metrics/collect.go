@@ -20,11 +20,9 @@ type Sources struct {
 	Reader func() cdc.ReaderStatus
 	// Slot is the latest fresh sample of the slot (cdc.SlotSampler.Last).
 	Slot func() (cdc.SlotHealth, bool)
-	// Delivery are the socket layer's delivery counters (DeliveryOf); ok
-	// false leaves them out.
+	// Delivery are the socket layer's delivery counters and open
+	// connections (DeliveryOf); ok false leaves them out.
 	Delivery func() (d DeliveryStats, ok bool)
-	// Sockets counts the connections open now by transport (SocketsOf).
-	Sockets func() map[string]int
 	// Rooms counts rooms by namespace (RoomsOf).
 	Rooms func() map[string]int
 	// Redis is nil when walcast runs without Redis. Polled.
@@ -35,8 +33,13 @@ type Sources struct {
 	LocksHeld func(ctx context.Context) (int, error)
 }
 
-// DeliveryStats are cumulative counters of the socket layer.
+// DeliveryStats are cumulative counters of the socket layer, and the
+// connections open now.
 type DeliveryStats struct {
+	// Sockets counts the Engine.IO connections open now by transport
+	// (polling, websocket): each connection once, however many namespaces
+	// it joined.
+	Sockets          map[string]int
 	Deliveries       uint64
 	BytesWritten     uint64
 	SlowConsumerCuts uint64
@@ -72,25 +75,16 @@ func RoomsOf(srv *socketio.Server) func() map[string]int {
 	}
 }
 
-// SocketsOf counts srv's Engine.IO connections by their transport: each
-// connection once, however many namespaces it joined.
-func SocketsOf(srv *socketio.Server) func() map[string]int {
-	eio := srv.EngineIO()
-	return func() map[string]int {
-		st := eio.Stats()
-		return map[string]int{"websocket": st.SessionsWebSocket, "polling": st.SessionsPolling}
-	}
-}
-
-// DeliveryOf reads the delivery counters of srv's Engine.IO server
-// (engineio.Server.Stats: each session counts under its own lock, summed
-// only here, when Prometheus scrapes).
+// DeliveryOf reads the delivery counters and open connections of srv's
+// Engine.IO server from one snapshot (engineio.Server.Stats: each session
+// counts under its own lock, summed only here, when Prometheus scrapes).
 func DeliveryOf(srv *socketio.Server) func() (DeliveryStats, bool) {
 	return func() (DeliveryStats, bool) {
 		sst := srv.Stats()
 		st := sst.EngineIO
 		r := st.Refused
-		return DeliveryStats{Deliveries: st.Delivered, BytesWritten: st.BytesWritten,
+		return DeliveryStats{Sockets: map[string]int{"websocket": st.SessionsWebSocket, "polling": st.SessionsPolling},
+			Deliveries: st.Delivered, BytesWritten: st.BytesWritten,
 			SlowConsumerCuts: st.SlowConsumerCuts, SendQueueDrops: st.Dropped,
 			Refusals: map[string]uint64{
 				"payload_too_large": r.PayloadTooLarge, "slow_message": r.SlowMessage, "slow_body": r.SlowBody,
@@ -259,17 +253,14 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descBytes, d.BytesWritten)
 			counter(descSlowCuts, d.SlowConsumerCuts)
 			counter(descQueueDrops, d.SendQueueDrops)
+			for _, tr := range []string{"polling", "websocket"} {
+				gauge(descSockets, float64(d.Sockets[tr]), tr)
+			}
 			if d.Refusals != nil {
 				for _, kind := range refusalKinds {
 					ch <- prometheus.MustNewConstMetric(descConnRefusals, prometheus.CounterValue, float64(d.Refusals[kind]), kind)
 				}
 			}
-		}
-	}
-	if s.Sockets != nil {
-		byTransport := s.Sockets()
-		for _, tr := range []string{"polling", "websocket"} {
-			gauge(descSockets, float64(byTransport[tr]), tr)
 		}
 	}
 	if s.Rooms != nil {

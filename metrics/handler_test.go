@@ -113,7 +113,8 @@ func TestObservers(t *testing.T) {
 	if _, err := conns[2].Connect("/other", ""); err != nil {
 		t.Fatal(err)
 	}
-	if got := SocketsOf(srv)(); got["websocket"] != 3 || got["polling"] != 0 {
+	sockets := func() map[string]int { d, _ := DeliveryOf(srv)(); return d.Sockets }
+	if got := sockets(); got["websocket"] != 3 || got["polling"] != 0 {
 		t.Errorf("sockets by transport %v, want 3 websocket", got)
 	}
 	_ = conns[0].Close()
@@ -122,7 +123,7 @@ func TestObservers(t *testing.T) {
 		fams := gather(t, m)
 		c, _ := value(t, fams, "walcast_socket_connects_total", map[string]string{"namespace": "/"})
 		d, _ := value(t, fams, "walcast_socket_disconnects_total", map[string]string{"namespace": "/", "reason": "transport close"})
-		if c == 3 && d == 1 && SocketsOf(srv)()["websocket"] == 2 {
+		if c == 3 && d == 1 && sockets()["websocket"] == 2 {
 			break
 		}
 		if time.Now().After(deadline) {

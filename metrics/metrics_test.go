@@ -25,9 +25,8 @@ func allSources() Sources {
 			return cdc.SlotHealth{Slot: "walcast", Exists: true, Active: true, LagBytes: 1234, RetainedBytes: 5678, WALStatus: "reserved", SafeWALSize: &safe}, true
 		},
 		Delivery: func() (DeliveryStats, bool) {
-			return DeliveryStats{Deliveries: 10, BytesWritten: 3000, SlowConsumerCuts: 1, SendQueueDrops: 2, Refusals: map[string]uint64{"pending": 4}}, true
+			return DeliveryStats{Sockets: map[string]int{"websocket": 7, "polling": 1}, Deliveries: 10, BytesWritten: 3000, SlowConsumerCuts: 1, SendQueueDrops: 2, Refusals: map[string]uint64{"pending": 4}}, true
 		},
-		Sockets:   func() map[string]int { return map[string]int{"websocket": 7, "polling": 1} },
 		Rooms:     func() map[string]int { return map[string]int{"/": 4} },
 		Redis:     func(context.Context) RedisStatus { return RedisStatus{Up: true, StreamLength: 99} },
 		Ready:     func(context.Context) bool { return true },
@@ -223,7 +222,7 @@ func TestMissingSources(t *testing.T) {
 	src.Slot = func() (cdc.SlotHealth, bool) { return cdc.SlotHealth{Slot: "walcast"}, false }
 	src.LocksHeld = func(context.Context) (int, error) { return 0, errors.New("redis down") }
 	src.Delivery = func() (DeliveryStats, bool) { return DeliveryStats{}, false }
-	src.Sockets, src.Redis = nil, nil
+	src.Redis = nil
 	src.Reader = func() cdc.ReaderStatus { return cdc.ReaderStatus{State: cdc.StateStandby} }
 	fams := gather(t, newPolled(Options{Sources: src}))
 	for _, name := range []string{"walcast_replication_slot_lag_bytes", "walcast_locks_held", "walcast_deliveries_total", "walcast_sockets",

@@ -24,7 +24,6 @@ func (s *server) metricSources() metrics.Sources {
 		Reader:    func() cdc.ReaderStatus { return s.reader.Status() },
 		Slot:      func() (cdc.SlotHealth, bool) { return s.sampler.Last() },
 		Delivery:  func() (metrics.DeliveryStats, bool) { return metrics.DeliveryOf(s.hub.Server())() },
-		Sockets:   func() map[string]int { return metrics.SocketsOf(s.hub.Server())() },
 		Rooms:     func() map[string]int { return metrics.RoomsOf(s.hub.Server())() },
 		Ready:     func(context.Context) bool { ok, _, _ := s.ready(); return ok },
 		LocksHeld: func(ctx context.Context) (int, error) { return s.gateway.LocksHeld(ctx) },

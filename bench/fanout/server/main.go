@@ -78,7 +78,6 @@ func run(addr, cpuProfile, memProfile string, writeDelay time.Duration, withMetr
 func instrument(srv *socketio.Server, log *slog.Logger) (stop func()) {
 	m := metrics.New(metrics.Options{Sources: metrics.Sources{
 		Delivery: metrics.DeliveryOf(srv),
-		Sockets:  metrics.SocketsOf(srv),
 		Rooms:    metrics.RoomsOf(srv),
 	}})
 	srv.AddObserver(m.SocketObserver())

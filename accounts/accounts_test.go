@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/sql"
 )
@@ -19,24 +17,9 @@ func TestMain(m *testing.M) { pgtest.Main(m, pgtest.Options{}, &pg) }
 
 var gracegiver = Columns{Table: "public.users", ID: "id", Role: "role", MemberID: "member_id"}
 
-func exec(t *testing.T, dsn string, stmts ...string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	for _, s := range stmts {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-}
-
 func newDB(t *testing.T) string {
 	dsn := pg.NewDatabase(t)
-	exec(t, dsn, sql.GraceGiverSchema,
+	pgtest.Exec(t, dsn, sql.GraceGiverSchema,
 		`ALTER TABLE users ALTER COLUMN id TYPE bigint`, // an id above 2^53
 		`INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'B'), ('m-2', 'C', 'D')`,
 		`INSERT INTO users (id, username, password_hash, role, member_id, locked_until) VALUES
@@ -164,7 +147,7 @@ func TestReload(t *testing.T) {
 	}
 	rec.take()
 	// Changes the directory never heard of.
-	exec(t, dsn, `UPDATE users SET role = 'manager' WHERE id = 1`, `DELETE FROM users WHERE id = 2`)
+	pgtest.Exec(t, dsn, `UPDATE users SET role = 'manager' WHERE id = 1`, `DELETE FROM users WHERE id = 2`)
 	if err := d.Load(context.Background(), dsn); err != nil {
 		t.Fatal(err)
 	}

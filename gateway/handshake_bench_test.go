@@ -13,6 +13,7 @@ import (
 	"github.com/walcast/walcast/accounts"
 	"github.com/walcast/walcast/broadcast/socketio"
 	"github.com/walcast/walcast/broadcast/socketio/siotest"
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/sql"
 )
 
@@ -144,18 +145,9 @@ func closePool(pool chan *pgx.Conn) {
 func benchUsers(b *testing.B, n int) (string, *accounts.Directory) {
 	b.Helper()
 	dsn := pg.NewDatabase(b)
+	pgtest.Exec(b, dsn, sql.GraceGiverSchema,
+		fmt.Sprintf(`INSERT INTO users (id, username, password_hash, role) SELECT i, 'u' || i, 'x', 'viewer' FROM generate_series(1, %d) i`, n))
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	for _, q := range []string{sql.GraceGiverSchema,
-		fmt.Sprintf(`INSERT INTO users (id, username, password_hash, role) SELECT i, 'u' || i, 'x', 'viewer' FROM generate_series(1, %d) i`, n)} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			b.Fatal(err)
-		}
-	}
 	dir := accounts.New(accounts.Columns{Table: "public.users", ID: "id", Role: "role", MemberID: "member_id"})
 	if err := dir.Load(ctx, dsn); err != nil {
 		b.Fatal(err)

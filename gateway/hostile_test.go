@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/walcast/walcast/accounts"
 	"github.com/walcast/walcast/broadcast/auth"
@@ -54,20 +53,10 @@ func connected(reply string) bool { return strings.HasPrefix(reply, `0{"sid":`) 
 func usersDB(t *testing.T) (string, *accounts.Directory) {
 	t.Helper()
 	dsn := pg.NewDatabase(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	for _, q := range []string{sql.GraceGiverSchema,
+	pgtest.Exec(t, dsn, sql.GraceGiverSchema,
 		`INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'B'), ('m-2', 'C', 'D')`,
-		`INSERT INTO users (id, username, password_hash, role, member_id) VALUES (1, 'a', 'x', 'admin', NULL), (2, 'v', 'x', 'viewer', 'm-1')`,
-	} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+		`INSERT INTO users (id, username, password_hash, role, member_id) VALUES (1, 'a', 'x', 'admin', NULL), (2, 'v', 'x', 'viewer', 'm-1')`)
+	ctx := context.Background()
 	dir := accounts.New(accounts.Columns{Table: "public.users", ID: "id", Role: "role", MemberID: "member_id"})
 	if err := dir.Load(ctx, dsn); err != nil {
 		t.Fatal(err)

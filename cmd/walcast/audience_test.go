@@ -5,13 +5,14 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 )
 
 // TestAudience: each socket gets what its token may see and nothing else;
 // the original sent every row to every socket.
 func TestAudience(t *testing.T) {
 	dsn := newDB(t)
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name, created_at) VALUES
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name, created_at) VALUES
 		('m-ann', 'Ann', 'Lee', '2026-01-01T00:00:00Z'), ('m-bob', 'Bob', 'Ray', '2026-01-01T00:00:00Z'), ('m-carl', 'Carl', 'Orr', '2026-01-01T00:00:00Z')`)
 	in := startWalcast(t, dsn, serveOpts{})
 	const admin, ann, carl, bob = 0, 1, 2, 3
@@ -47,7 +48,7 @@ func TestAudience(t *testing.T) {
 	}
 	c.Emit(carl, "join_room", "role:admin") // the contract's form: no ack callback
 
-	execSQLT(t, dsn,
+	pgtest.Exec(t, dsn,
 		`INSERT INTO donations (member_id, amount, fund, donation_date) VALUES ('m-bob', 10, 'Tithes', '2026-02-01T00:00:00Z')`, // 1
 		`INSERT INTO donations (member_id, amount, fund, donation_date) VALUES ('m-ann', 20, 'Tithes', '2026-02-01T00:00:00Z')`, // 2
 		`UPDATE donations SET amount = 25 WHERE id = 2`,

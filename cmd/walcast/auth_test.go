@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 )
 
 const (
@@ -100,7 +101,7 @@ func TestAuthorizationHeader(t *testing.T) {
 	if l := c.WaitFor(10*time.Second, func(l sioclient.Line) bool { return l.Kind == "connect" || l.Kind == "connect_error" }); l.Kind != "connect" {
 		t.Fatalf("Bearer header refused: %s", l.Raw)
 	}
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-h', 'H', 'H')`)
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-h', 'H', 'H')`)
 	waitEvents(t, c, 0, "member:update", 1, 10*time.Second)
 }
 
@@ -140,7 +141,7 @@ func TestTokenExpiry(t *testing.T) {
 		t.Errorf("socket 0 saw %s, want the warning then the disconnect", b)
 	}
 	// The long-lived token's socket stays and still gets events.
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-x', 'X', 'X')`)
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-x', 'X', 'X')`)
 	waitEvents(t, c, 1, "member:update", 1, 10*time.Second)
 	if n := c.Count(func(l sioclient.Line) bool { return l.Kind == "disconnect" && l.Client == 1 }); n != 0 {
 		t.Errorf("socket with a valid token was disconnected")

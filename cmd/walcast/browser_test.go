@@ -15,6 +15,7 @@ import (
 	"github.com/walcast/walcast/e2e/sioclient"
 	"github.com/walcast/walcast/internal/browsertest"
 	"github.com/walcast/walcast/internal/logbuf"
+	"github.com/walcast/walcast/internal/pgtest"
 )
 
 // TestBrowser: a page in a real headless Chromium connects with
@@ -106,7 +107,7 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	next("connected")
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name, created_at) VALUES ('m-web', 'Web', 'Page', '2026-01-15T00:00:00Z')`)
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name, created_at) VALUES ('m-web', 'Web', 'Page', '2026-01-15T00:00:00Z')`)
 	ev := next("event")
 	got, _ := json.Marshal(ev["payload"])
 	want := `{"type":"CREATE","data":{"id":"m-web","first_name":"Web","last_name":"Page","email":null,"telephone":null,"address":null,"city":null,"state":null,"zip":null,"family_id":null,"skills":[],"interests":[],"joined_at":null,"created_at":"2026-01-15T00:00:00.000Z"}}`

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
@@ -169,7 +170,7 @@ func TestCheckCommand(t *testing.T) {
 	})
 	t.Run("audience needing the old row", func(t *testing.T) {
 		db := newDB(t)
-		execSQLT(t, db, "ALTER TABLE donations REPLICA IDENTITY DEFAULT")
+		pgtest.Exec(t, db, "ALTER TABLE donations REPLICA IDENTITY DEFAULT")
 		code, r := checkJSON(t, []string{"DATABASE_URL=" + db, "JWT_SECRET=" + testSecret, "WALCAST_SLOT=" + slot})
 		if code != 0 || !r.has("audience", "warning", "lacks REPLICA IDENTITY FULL", "ALTER TABLE public.donations REPLICA IDENTITY FULL") {
 			t.Fatalf("exit %d, want 0 with the audience warning:\n%s", code, r)
@@ -177,8 +178,8 @@ func TestCheckCommand(t *testing.T) {
 	})
 	t.Run("database role without rights", func(t *testing.T) {
 		role := "norights_" + fmt.Sprint(time.Now().UnixNano()%1e6)
-		execSQLT(t, dsn, fmt.Sprintf("CREATE ROLE %s LOGIN", role))
-		t.Cleanup(func() { execSQLT(t, dsn, "DROP ROLE IF EXISTS "+role) })
+		pgtest.Exec(t, dsn, fmt.Sprintf("CREATE ROLE %s LOGIN", role))
+		t.Cleanup(func() { pgtest.Exec(t, dsn, "DROP ROLE IF EXISTS "+role) })
 		roleDSN := strings.Replace(dsn, "://", "://"+role+"@", 1)
 		if i := strings.Index(dsn, "@"); i > 0 {
 			roleDSN = dsn[:strings.Index(dsn, "://")+3] + role + dsn[i:]

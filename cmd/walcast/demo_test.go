@@ -19,6 +19,7 @@ import (
 
 	"github.com/walcast/walcast/internal/browsertest"
 	"github.com/walcast/walcast/internal/logbuf"
+	"github.com/walcast/walcast/internal/pgtest"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "TestDemoPage: write the page's screenshot to docs/demo.png")
@@ -197,7 +198,7 @@ func TestServeServesNoPage(t *testing.T) {
 // demo's own page only; anything else is refused and writes nothing.
 func TestDemoActions(t *testing.T) {
 	dsn := newDB(t)
-	execSQLT(t, dsn, demoSeed)
+	pgtest.Exec(t, dsn, demoSeed)
 	cfg, err := parseServe(nil, []string{"DATABASE_URL=" + dsn, "JWT_SECRET=x"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package main
 import (
 	"testing"
 	"time"
+
+	"github.com/walcast/walcast/internal/pgtest"
 )
 
 // TestGraceGiverWrites replays the app's writes as SQL and checks that a
@@ -14,7 +16,7 @@ func TestGraceGiverWrites(t *testing.T) {
 	c := connect(t, in, mint(t, 9999, "root", "super_admin", nil, time.Hour))
 
 	const m = "c0020000-0000-4000-8000-000000000001"
-	execSQLT(t, dsn,
+	pgtest.Exec(t, dsn,
 		`INSERT INTO members (id, first_name, last_name, email, telephone, address, city, state, zip, family_id, skills, interests, joined_at, created_at)
 		 VALUES ('`+m+`', 'Ann', 'Lee', 'ann@example.org', '555-0100', '1 Main St', 'Springfield', 'IL', '62701', NULL, '{music,teaching}', '{}', '2026-01-15T00:00:00Z', '2026-01-15T10:30:00.123Z')`,
 		`UPDATE members SET telephone = '555-0199', city = 'Shelbyville' WHERE id = '`+m+`'`,

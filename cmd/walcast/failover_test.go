@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
@@ -296,7 +297,7 @@ func TestRestartResumesAfterMark(t *testing.T) {
 		t.Errorf("the new process did not read the mark:\n%s", b.logs.String())
 	}
 	cb := connect(t, b, mint(t, 2, "user2", "manager", nil, time.Hour))
-	execSQLT(t, dsn, `UPDATE settings SET name = 'after-restart'`)
+	pgtest.Exec(t, dsn, `UPDATE settings SET name = 'after-restart'`)
 	waitEvents(t, cb, 0, "settings:update", 1, 30*time.Second)
 	time.Sleep(500 * time.Millisecond)
 	got := events(cb, 0, "settings:update")

@@ -5,13 +5,14 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 )
 
 // TestFloodsAndNoise: a bulk UPDATE is one RESYNC, a login is nothing.
 func TestFloodsAndNoise(t *testing.T) {
 	dsn := newDB(t)
 	// Written before walcast starts, so none of it is streamed.
-	execSQLT(t, dsn,
+	pgtest.Exec(t, dsn,
 		`INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'B')`,
 		`INSERT INTO donations (member_id, amount, fund) SELECT 'm-1', g, 'Tithes' FROM generate_series(1, 5000) g`,
 		`INSERT INTO users (username, password_hash, role) VALUES ('old', 'x', 'viewer')`, // id 1
@@ -20,7 +21,7 @@ func TestFloodsAndNoise(t *testing.T) {
 	const admin, viewer = 0, 1
 	c := connect(t, in, mint(t, 9001, "adm", "super_admin", nil, time.Hour), mint(t, 9002, "v", "viewer", "m-2", time.Hour))
 
-	execSQLT(t, dsn, `UPDATE donations SET notes = 'bulk'`)
+	pgtest.Exec(t, dsn, `UPDATE donations SET notes = 'bulk'`)
 	barrier(t, dsn, c, admin, viewer)
 	for _, i := range []int{admin, viewer} {
 		wantPayloads(t, "after a 5,000-row UPDATE", withoutBarriers(events(c, i, "")), [][2]string{{"donation:update", `{"type":"RESYNC"}`}})
@@ -28,9 +29,9 @@ func TestFloodsAndNoise(t *testing.T) {
 
 	// TRUNCATE is a RESYNC too; a flat-row table (settings) sends nothing
 	// for DELETE or TRUNCATE, as there is no envelope to say it in.
-	execSQLT(t, dsn, `TRUNCATE donations`)
+	pgtest.Exec(t, dsn, `TRUNCATE donations`)
 	barrier(t, dsn, c, admin)
-	execSQLT(t, dsn, `DELETE FROM settings`, `INSERT INTO settings (name) VALUES ('after-delete')`)
+	pgtest.Exec(t, dsn, `DELETE FROM settings`, `INSERT INTO settings (name) VALUES ('after-delete')`)
 	waitEvents(t, c, admin, "settings:update", 3, 10*time.Second) // two barriers, then this one
 	wantPayloads(t, "after TRUNCATE donations and DELETE FROM settings", withoutBarriers(events(c, admin, "")), [][2]string{
 		{"donation:update", `{"type":"RESYNC"}`},
@@ -40,9 +41,9 @@ func TestFloodsAndNoise(t *testing.T) {
 
 	// A user created while walcast runs, then logins: only the columns
 	// outside the allow-list change, so nothing goes out.
-	execSQLT(t, dsn, `INSERT INTO users (username, password_hash, role, created_at) VALUES ('new', 'x', 'viewer', '2026-01-01T00:00:00Z')`) // id 2
+	pgtest.Exec(t, dsn, `INSERT INTO users (username, password_hash, role, created_at) VALUES ('new', 'x', 'viewer', '2026-01-01T00:00:00Z')`) // id 2
 	waitEvents(t, c, admin, "user:update", 1, 10*time.Second)
-	execSQLT(t, dsn,
+	pgtest.Exec(t, dsn,
 		`UPDATE users SET last_login_at = now(), failed_login_attempts = 0 WHERE id = 2`,
 		`UPDATE users SET last_login_at = now(), failed_login_attempts = 0, updated_at = now() WHERE id = 2`,
 		`UPDATE users SET failed_login_attempts = failed_login_attempts + 1 WHERE id = 2`,
@@ -56,9 +57,9 @@ func TestFloodsAndNoise(t *testing.T) {
 	// what it last sent for it and, without REPLICA IDENTITY FULL on users,
 	// no old row, so its first login after start goes out once (a known
 	// limitation, reported); from then on logins send nothing.
-	execSQLT(t, dsn, `UPDATE users SET last_login_at = now(), failed_login_attempts = 0 WHERE id = 1`)
+	pgtest.Exec(t, dsn, `UPDATE users SET last_login_at = now(), failed_login_attempts = 0 WHERE id = 1`)
 	barrier(t, dsn, c, admin)
-	execSQLT(t, dsn, `UPDATE users SET last_login_at = now(), failed_login_attempts = 0 WHERE id = 1`)
+	pgtest.Exec(t, dsn, `UPDATE users SET last_login_at = now(), failed_login_attempts = 0 WHERE id = 1`)
 	barrier(t, dsn, c, admin)
 	if got := events(c, admin, "user:update"); len(got) != 2 {
 		t.Errorf("logins of a user that existed before walcast started: %d user:update events, want 2 (its first login only):\n%s", len(got), dumpLines(c))
@@ -73,7 +74,7 @@ func TestFloodsAndNoise(t *testing.T) {
 // for any username with five wrong passwords, cuts nobody.
 func TestRevocation(t *testing.T) {
 	dsn := newDB(t)
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'A'), ('m-2', 'B', 'B')`,
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'A'), ('m-2', 'B', 'B')`,
 		`INSERT INTO users (username, password_hash, role, member_id) VALUES ('a', 'x', 'viewer', NULL), ('b', 'x', 'manager', NULL), ('c', 'x', 'viewer', NULL), ('d', 'x', 'viewer', NULL), ('e', 'x', 'viewer', 'm-1')`)
 	in := startWalcast(t, dsn, serveOpts{})
 	c := connectWith(t, in, sioclient.ClientConfig{Reconnection: true},
@@ -92,14 +93,14 @@ func TestRevocation(t *testing.T) {
 		{`DELETE FROM users WHERE id = 2`, []int{2}},
 		{`UPDATE users SET member_id = 'm-2' WHERE id = 5`, []int{5}},
 	} {
-		execSQLT(t, dsn, step.sql)
+		pgtest.Exec(t, dsn, step.sql)
 		for _, i := range step.sockets {
 			waitCutToInvalidToken(t, c, i, 10*time.Second)
 		}
 	}
-	execSQLT(t, dsn, `UPDATE users SET locked_until = now() + interval '15 minutes', failed_login_attempts = 5 WHERE id = 3`)
+	pgtest.Exec(t, dsn, `UPDATE users SET locked_until = now() + interval '15 minutes', failed_login_attempts = 5 WHERE id = 3`)
 	// d's own row changing harmlessly keeps it connected.
-	execSQLT(t, dsn, `UPDATE users SET email = 'd@example.org' WHERE id = 4`)
+	pgtest.Exec(t, dsn, `UPDATE users SET email = 'd@example.org' WHERE id = 4`)
 	barrier(t, dsn, c, 3, 4)
 	for _, i := range []int{3, 4} {
 		if n := c.Count(func(l sioclient.Line) bool { return l.Kind == "disconnect" && l.Client == i }); n != 0 {

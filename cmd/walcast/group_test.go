@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 	"github.com/walcast/walcast/relay"
 )
@@ -18,7 +19,7 @@ import (
 func TestGroupCommitThroughRedis(t *testing.T) {
 	rs := redistest.Run(t, redistest.Options{})
 	dsn := newDB(t)
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'B')`)
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'B')`)
 	in := startWalcast(t, dsn, serveOpts{env: []string{"REDIS_URL=" + rs.URL()}})
 	c := connect(t, in, mint(t, 9001, "adm", "super_admin", nil, time.Hour))
 
@@ -29,7 +30,7 @@ func TestGroupCommitThroughRedis(t *testing.T) {
 	}
 	const txs, rows = 60, 30
 	for i := 0; i < txs; i++ {
-		execSQLT(t, dsn, `INSERT INTO donations (member_id, amount, fund) SELECT 'm-1', `+strconv.Itoa(i*rows)+` + g, 'Tithes' FROM generate_series(1, `+strconv.Itoa(rows)+`) g`)
+		pgtest.Exec(t, dsn, `INSERT INTO donations (member_id, amount, fund) SELECT 'm-1', `+strconv.Itoa(i*rows)+` + g, 'Tithes' FROM generate_series(1, `+strconv.Itoa(rows)+`) g`)
 	}
 	if err := in.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/walcast/walcast/e2e/sioclient"
 	"github.com/walcast/walcast/gateway"
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
@@ -233,7 +234,7 @@ tables:
 			t.Errorf("join_room(%q): %s, want %s", room, l.Raw, want)
 		}
 	}
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name, family_id) VALUES ('m-f', 'F', 'F', 'f-1')`)
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name, family_id) VALUES ('m-f', 'F', 'F', 'f-1')`)
 	barrier(t, dsn, c, 0)
 	if got := events(c, 0, "member:update"); len(got) != 0 {
 		t.Errorf("the viewer heard a family's row: %s", joinRaw(got[0].Args))
@@ -304,7 +305,7 @@ func TestUserIDsNormalised(t *testing.T) {
 	rs := redistest.Run(t, redistest.Options{})
 	rdb := redisClient(t, rs)
 	dsn := newDB(t)
-	execSQLT(t, dsn, `ALTER TABLE users ALTER COLUMN id TYPE bigint`)
+	pgtest.Exec(t, dsn, `ALTER TABLE users ALTER COLUMN id TYPE bigint`)
 	in := startWalcast(t, dsn, serveOpts{env: []string{"REDIS_URL=" + rs.URL()}})
 	const big = "9007199254740993" // 2^53 + 1: a float64 makes it ...992
 	c := connect(t, in, mint(t, 1, "alice", "admin", nil, time.Hour), mint(t, "1", "alice", "admin", nil, time.Hour),

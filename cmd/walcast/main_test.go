@@ -74,17 +74,8 @@ func testMain(m *testing.M) int {
 func newDB(t *testing.T) string {
 	t.Helper()
 	dsn := pg.NewDatabase(t)
-	execSQLT(t, dsn, sql.GraceGiverSchema)
+	pgtest.Exec(t, dsn, sql.GraceGiverSchema)
 	return dsn
-}
-
-func execSQLT(t testing.TB, dsn string, stmts ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := execSQL(ctx, dsn, stmts...); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func queryInt(t testing.TB, dsn, q string) int {
@@ -354,7 +345,7 @@ var barrierSeq atomic.Int64
 func barrier(t *testing.T, dsn string, c *sioclient.Client, sockets ...int) {
 	t.Helper()
 	name := fmt.Sprintf("barrier-%d", barrierSeq.Add(1))
-	execSQLT(t, dsn, fmt.Sprintf(`INSERT INTO settings (name) VALUES ('%s')
+	pgtest.Exec(t, dsn, fmt.Sprintf(`INSERT INTO settings (name) VALUES ('%s')
 		ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`, name))
 	for _, i := range sockets {
 		c.WaitFor(15*time.Second, func(l sioclient.Line) bool {

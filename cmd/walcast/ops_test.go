@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
@@ -52,7 +53,7 @@ func TestStandbyWithoutRedis(t *testing.T) {
 	}
 	waitReadyz(t, second, http.StatusOK, "")
 	c2 := connect(t, second, mint(t, 1, "a", "admin", nil, time.Hour))
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-s', 'S', 'S')`)
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-s', 'S', 'S')`)
 	waitEvents(t, c2, 0, "member:update", 1, 15*time.Second)
 }
 
@@ -224,7 +225,7 @@ func TestSecretsStayInTheDatabase(t *testing.T) {
 		}
 	}
 	// The application's own writes still work under the column lists.
-	execSQLT(t, dsn,
+	pgtest.Exec(t, dsn,
 		`INSERT INTO users (username, password_hash) VALUES ('u1', 'h')`,
 		`UPDATE users SET password_hash = 'h2', last_login_at = now() WHERE username = 'u1'`,
 		`INSERT INTO settings (name) VALUES ('s')`,
@@ -246,7 +247,7 @@ func TestStandbyWithRedis(t *testing.T) {
 	admin := mint(t, 1, "a", "admin", nil, time.Hour)
 	onFirst := connect(t, first, admin)
 	onSecond := connect(t, second, admin, mint(t, 2, "b", "manager", nil, time.Hour))
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-r', 'R', 'R')`)
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-r', 'R', 'R')`)
 	for _, c := range []*sioclient.Client{onFirst, onSecond} {
 		got := waitEvents(t, c, 0, "member:update", 1, 15*time.Second)
 		if !jsonEqual(t, got[0].Args[0], `{"type":"CREATE","data":{"id":"m-r","first_name":"R","last_name":"R","email":null,"telephone":null,"address":null,"city":null,"state":null,"zip":null,"family_id":null,"skills":[],"interests":[],"joined_at":null,"created_at":`+string(mustField(t, got[0].Args[0], "created_at"))+`}}`) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/promtest"
 	"github.com/walcast/walcast/internal/redistest"
 )
@@ -109,7 +110,7 @@ func TestPrometheusScrapesWalcast(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	execSQLT(t, dsn, `TRUNCATE donations`)
+	pgtest.Exec(t, dsn, `TRUNCATE donations`)
 	barrier(t, dsn, c, 0, 29)
 	if n := len(events(c, 0, "member:update")); n != members {
 		t.Fatalf("an admin socket got %d member:update events, want %d", n, members)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
@@ -199,7 +200,7 @@ func commitWhileAway(t *testing.T, dsn, dir string, names []string, res chan sio
 	t.Helper()
 	waitClientFile(t, dir, "away", res)
 	for _, name := range names {
-		execSQLT(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
+		pgtest.Exec(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
 	}
 	writeTestFile(t, dir, "committed")
 	r := <-res

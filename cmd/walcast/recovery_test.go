@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
@@ -99,7 +100,7 @@ func runAway(t *testing.T, dsn string, a, b *instance, mode string, awayMs int, 
 	waitReadyFile(t, ready, res, "connected")
 	strike()
 	for _, name := range []string{"away-1", "away-2", "away-3"} {
-		execSQLT(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
+		pgtest.Exec(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
 	}
 	return awayOutcome(t, res)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
@@ -22,7 +23,7 @@ func TestRevocationAcrossInstances(t *testing.T) {
 		t.Run(adapter, func(t *testing.T) {
 			rs := redistest.Run(t, redistest.Options{})
 			dsn := newDB(t)
-			execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'A'), ('m-2', 'B', 'B')`,
+			pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-1', 'A', 'A'), ('m-2', 'B', 'B')`,
 				`INSERT INTO users (username, password_hash, role, member_id) VALUES ('a', 'x', 'viewer', NULL), ('b', 'x', 'manager', NULL), ('c', 'x', 'viewer', NULL), ('d', 'x', 'viewer', NULL), ('e', 'x', 'viewer', 'm-1')`)
 			env := []string{"REDIS_URL=" + rs.URL(), "WALCAST_REDIS_ADAPTER=" + adapter}
 			leader := startWalcast(t, dsn, serveOpts{env: env})
@@ -47,7 +48,7 @@ func TestRevocationAcrossInstances(t *testing.T) {
 				{`DELETE FROM users WHERE id = 2`, []int{2}},
 				{`UPDATE users SET member_id = 'm-2' WHERE id = 5`, []int{5}},
 			} {
-				execSQLT(t, dsn, step.sql)
+				pgtest.Exec(t, dsn, step.sql)
 				committed := time.Now()
 				for _, i := range step.sockets {
 					waitCutToInvalidToken(t, c, i, 15*time.Second)
@@ -61,9 +62,9 @@ func TestRevocationAcrossInstances(t *testing.T) {
 				}
 			}
 			waitCutToInvalidToken(t, onLeader, 0, 15*time.Second)
-			execSQLT(t, dsn, `UPDATE users SET locked_until = now() + interval '15 minutes', failed_login_attempts = 5 WHERE id = 3`)
+			pgtest.Exec(t, dsn, `UPDATE users SET locked_until = now() + interval '15 minutes', failed_login_attempts = 5 WHERE id = 3`)
 			// d's own row changing harmlessly (same role) keeps it connected.
-			execSQLT(t, dsn, `UPDATE users SET email = 'd@example.org' WHERE id = 4`)
+			pgtest.Exec(t, dsn, `UPDATE users SET email = 'd@example.org' WHERE id = 4`)
 			barrier(t, dsn, c, 3, 4)
 			for _, i := range []int{3, 4} {
 				if n := c.Count(func(l sioclient.Line) bool { return l.Kind == "disconnect" && l.Client == i }); n != 0 {
@@ -95,7 +96,7 @@ func TestPubSubAdapterDelivers(t *testing.T) {
 	onLeader := connect(t, leader, mint(t, 1, "a", "admin", nil, time.Hour))
 	onStandby := connect(t, standby, mint(t, 2, "b", "admin", nil, time.Hour), mint(t, 3, "c", "manager", nil, time.Hour))
 
-	execSQLT(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-p', 'P', 'Q')`)
+	pgtest.Exec(t, dsn, `INSERT INTO members (id, first_name, last_name) VALUES ('m-p', 'P', 'Q')`)
 	for _, w := range []struct {
 		c *sioclient.Client
 		i int

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walcast/walcast/e2e/sioclient"
+	"github.com/walcast/walcast/internal/pgtest"
 	"github.com/walcast/walcast/internal/redistest"
 )
 
@@ -90,7 +91,7 @@ func TestTakeoverAcrossInstances(t *testing.T) {
 		"TAKEOVER_EVENT": "settings:update", "TAKEOVER_COUNT": "3",
 	})
 	for _, name := range []string{"after-1", "after-2", "after-3"} {
-		execSQLT(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
+		pgtest.Exec(t, dsn, `INSERT INTO settings (name) VALUES ('`+name+`') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`)
 	}
 	r := wait()
 	checkTakeover(t, r, a)

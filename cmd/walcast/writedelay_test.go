@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/walcast/walcast/internal/pgtest"
 )
 
 // TestWriteDelaySetting: with --write-delay an idle socket's event leaves
@@ -18,7 +20,7 @@ func TestWriteDelaySetting(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		time.Sleep(2 * delay) // the socket is idle again
 		start := time.Now()
-		execSQLT(t, dsn, fmt.Sprintf(`INSERT INTO settings (name) VALUES ('delay-%d') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`, i))
+		pgtest.Exec(t, dsn, fmt.Sprintf(`INSERT INTO settings (name) VALUES ('delay-%d') ON CONFLICT (singleton_id) DO UPDATE SET name = EXCLUDED.name`, i))
 		waitEvents(t, c, 0, "settings:update", i, 30*time.Second)
 		if took := time.Since(start); took < delay-50*time.Millisecond {
 			t.Fatalf("event %d arrived %v after its commit, before the %v write delay: --write-delay is not applied", i, took, delay)
